@@ -1,0 +1,25 @@
+//! btest-rs: the MikroTik Bandwidth Test protocol, both ends, over blocking sockets.
+//!
+//! The crate is layered so that each layer can be tested without the one above it:
+//!
+//! * [`proto`]: the bytes on the wire (command, replies, status message, UDP header). Pure
+//!   functions over slices; no I/O.
+//! * [`auth`]: MD5 challenge-response and EC-SRP5, as pure message math plus handshakes over
+//!   any `Read + Write`.
+//! * [`handshake`]: the hello / command / auth / OK exchange of both roles over `Read + Write`.
+//! * [`engine`]: the data plane shared by client and server: per-stream threads, pacing,
+//!   status exchange and interval accounting.
+//! * [`server`] and [`client`]: sockets, threads and policy.
+//! * [`report`]: what leaves the program: interval lines, summaries, CSV, JSON, syslog.
+//! * [`sys`]: the few operating-system facilities we need, over `libc`.
+
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod engine;
+pub mod handshake;
+pub mod log;
+pub mod proto;
+pub mod report;
+pub mod server;
+pub mod sys;

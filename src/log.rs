@@ -1,0 +1,41 @@
+//! A tiny leveled logger to stderr.
+//!
+//! Results go to stdout, diagnostics here. Level: 0 = errors and session lines, 1 = `-v`,
+//! 2 = `-vv`; `-q` lowers it below 0 to keep only errors.
+
+use std::sync::atomic::{AtomicI8, Ordering};
+
+static LEVEL: AtomicI8 = AtomicI8::new(0);
+
+/// Sets the global verbosity.
+pub fn set_level(level: i8) {
+    LEVEL.store(level, Ordering::Relaxed);
+}
+
+/// The global verbosity.
+pub fn level() -> i8 {
+    LEVEL.load(Ordering::Relaxed)
+}
+
+/// True when messages of `level` are printed.
+pub fn enabled(level: i8) -> bool {
+    self::level() >= level
+}
+
+/// Logs at a level: `log!(0, ...)` always (unless quiet), `log!(1, ...)` with `-v`.
+#[macro_export]
+macro_rules! log {
+    ($lvl:expr, $($arg:tt)*) => {
+        if $crate::log::enabled($lvl) {
+            eprintln!("btest: {}", format_args!($($arg)*));
+        }
+    };
+}
+
+/// Logs an error; printed even with `-q`.
+#[macro_export]
+macro_rules! log_error {
+    ($($arg:tt)*) => {
+        eprintln!("btest: error: {}", format_args!($($arg)*));
+    };
+}

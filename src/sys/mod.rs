@@ -1,0 +1,3 @@
+//! The operating-system facilities we need, each a few lines over `libc`.
+
+pub mod random;
