@@ -13,6 +13,7 @@
 //! * [`report`]: what leaves the program: interval lines, summaries, CSV, JSON, syslog.
 //! * [`sys`]: the few operating-system facilities we need, over `libc`.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod client;

@@ -36,6 +36,6 @@ macro_rules! log {
 #[macro_export]
 macro_rules! log_error {
     ($($arg:tt)*) => {
-        eprintln!("btest: error: {}", format_args!($($arg)*));
+        eprintln!("btest: error: {}", format_args!($($arg)*))
     };
 }

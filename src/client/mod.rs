@@ -1,1 +1,284 @@
-//! (in progress)
+//! The client: connect, handshake, join secondary connections, run the engine, print.
+
+mod output;
+
+pub use output::TextOutput;
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use crate::engine::tcp::{ReceivePlan, SendPlan};
+use crate::engine::{EndReason, Outcome, RunOptions, Session, StatusOut, TestState};
+use crate::handshake::client::{self as hs, Credentials, Established};
+use crate::handshake::{AuthMethod, HandshakeError};
+use crate::proto::{Command, Direction, Payload, Protocol};
+
+/// How long connecting and the handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the client needs to run one test.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Server host name or address, as typed (brackets around IPv6 allowed).
+    pub host: String,
+    /// Server control port.
+    pub port: u16,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// Direction (server's point of view, as on the wire).
+    pub direction: Direction,
+    /// Our transmit rate, bit/s, 0 = unlimited.
+    pub local_bps: u64,
+    /// The server's transmit rate, bit/s, 0 = unlimited.
+    pub remote_bps: u64,
+    /// Test length; `None` runs until interrupted.
+    pub duration: Option<Duration>,
+    /// Credentials for MD5 or EC-SRP5, whichever the server asks for.
+    pub credentials: Option<Credentials>,
+    /// TCP connections (1..=255).
+    pub connections: u8,
+    /// Zeros or random payload.
+    pub payload: Payload,
+    /// UDP packet size (whole IP packet).
+    pub udp_size: u16,
+    /// Send a NAT probe before receiving UDP.
+    pub nat_probe: bool,
+}
+
+/// Why a test could not run or ended badly.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The host did not resolve.
+    Resolve { host: String, source: io::Error },
+    /// No address of the host accepted the connection.
+    Connect { host: String, source: io::Error },
+    /// The handshake failed (wrong password, not a btest server, ...).
+    Handshake(HandshakeError),
+    /// Local resource trouble (threads, sockets).
+    Io(io::Error),
+    /// The server does not support what was asked.
+    Unsupported(String),
+}
+
+impl ClientError {
+    /// Process exit code for this error (see CLI.md).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ClientError::Handshake(e) if e.is_auth_failure() => 3,
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Resolve { host, source } => write!(f, "cannot resolve '{host}': {source}"),
+            ClientError::Connect { host, source } => {
+                write!(f, "cannot connect to {host}: {source}")
+            }
+            ClientError::Handshake(e) => write!(f, "{e}"),
+            ClientError::Io(e) => write!(f, "{e}"),
+            ClientError::Unsupported(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// Strips the brackets of an IPv6 literal written as `[::1]`.
+fn bare_host(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// Resolves once and connects to the first address that answers; secondary connections go to
+/// the same address, so a name with several addresses cannot split a session across servers.
+fn connect(host: &str, port: u16) -> Result<(TcpStream, SocketAddr), ClientError> {
+    let addrs: Vec<SocketAddr> = (bare_host(host), port)
+        .to_socket_addrs()
+        .map_err(|source| ClientError::Resolve {
+            host: host.to_owned(),
+            source,
+        })?
+        .collect();
+    let mut last_err = io::Error::new(io::ErrorKind::NotFound, "no addresses");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT) {
+            Ok(s) => return Ok((s, addr)),
+            Err(e) => last_err = e,
+        }
+    }
+    Err(ClientError::Connect {
+        host: host.to_owned(),
+        source: last_err,
+    })
+}
+
+fn prepare(stream: &TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))
+}
+
+/// The command a configuration sends.
+pub fn command_for(cfg: &ClientConfig) -> Command {
+    let tcp_conn_count = if cfg.protocol == Protocol::Tcp && cfg.connections >= 2 {
+        cfg.connections
+    } else {
+        0
+    };
+    Command {
+        protocol: cfg.protocol,
+        direction: cfg.direction,
+        payload: cfg.payload,
+        tcp_conn_count,
+        tx_size: match cfg.protocol {
+            Protocol::Tcp => crate::proto::DEFAULT_TCP_TX_SIZE,
+            Protocol::Udp => cfg.udp_size,
+        },
+        client_buf_size: 0,
+        remote_tx_speed: crate::cli::wire_rate(cfg.remote_bps, "--remote-tx-speed"),
+        local_tx_speed: crate::cli::wire_rate(cfg.local_bps, "--local-tx-speed"),
+    }
+}
+
+/// What the caller learns about a finished test.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Totals and the reason it ended.
+    pub outcome: Outcome,
+    /// How we authenticated.
+    pub auth: AuthMethod,
+    /// Connections actually used.
+    pub connections: usize,
+    /// The peer's last CPU report.
+    pub remote_cpu: Option<u8>,
+}
+
+/// Runs one test; `on_interval` sees every interval, `stop` ends the test early (Ctrl-C).
+pub fn run(
+    cfg: &ClientConfig,
+    stop: Option<&Receiver<i32>>,
+    cpu: &mut dyn FnMut() -> Option<u8>,
+    on_interval: &mut dyn FnMut(&crate::engine::Interval<'_>),
+) -> Result<Report, ClientError> {
+    let cmd = command_for(cfg);
+    let (mut primary, addr) = connect(&cfg.host, cfg.port)?;
+    prepare(&primary).map_err(ClientError::Io)?;
+    let established = hs::handshake(
+        &mut primary,
+        &cmd,
+        cfg.credentials.as_ref(),
+        &mut crate::sys::random::fill_or_abort,
+    )
+    .map_err(ClientError::Handshake)?;
+    crate::log!(
+        1,
+        "connected to {addr}, auth {}, token {:#06x}",
+        established.auth.name(),
+        established.token
+    );
+    match cfg.protocol {
+        Protocol::Tcp => run_tcp(
+            cfg,
+            &cmd,
+            primary,
+            addr,
+            established,
+            stop,
+            cpu,
+            on_interval,
+        ),
+        Protocol::Udp => Err(ClientError::Unsupported(
+            "UDP tests are not implemented yet".into(),
+        )),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_tcp(
+    cfg: &ClientConfig,
+    cmd: &Command,
+    primary: TcpStream,
+    addr: SocketAddr,
+    established: Established,
+    stop: Option<&Receiver<i32>>,
+    cpu: &mut dyn FnMut() -> Option<u8>,
+    on_interval: &mut dyn FnMut(&crate::engine::Interval<'_>),
+) -> Result<Report, ClientError> {
+    let mut streams = vec![primary];
+    if cmd.is_multi_connection() {
+        if established.token == 0 {
+            crate::log_error!(
+                "warning: server gave no session token; running on one connection instead of {}",
+                cfg.connections
+            );
+        } else {
+            for _ in 1..cfg.connections {
+                let mut s =
+                    TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT).map_err(|source| {
+                        ClientError::Connect {
+                            host: cfg.host.clone(),
+                            source,
+                        }
+                    })?;
+                prepare(&s).map_err(ClientError::Io)?;
+                hs::join(&mut s, established.token).map_err(ClientError::Handshake)?;
+                streams.push(s);
+            }
+        }
+    }
+
+    let dir = cfg.direction;
+    let state = TestState::new(if dir.client_tx() { cfg.local_bps } else { 0 });
+    let mut session = Session::new(state.clone(), addr.to_string());
+    let connections = streams.len();
+    for (i, stream) in streams.into_iter().enumerate() {
+        let send = dir.client_tx().then_some(SendPlan {
+            tx_size: usize::from(cmd.tx_size),
+            payload: cfg.payload,
+            inject_status: false,
+        });
+        let receive = ReceivePlan {
+            count: dir.client_rx(),
+            scan_status: i == 0,
+            expect_data: dir.client_rx(),
+        };
+        session
+            .add_tcp(stream, send, receive)
+            .map_err(ClientError::Io)?;
+    }
+    let deadline = cfg.duration.map(|d| Instant::now() + d);
+    let outcome = session.run(
+        RunOptions {
+            deadline,
+            stop,
+            status_out: StatusOut::None,
+            cpu,
+            external_stop: None,
+        },
+        on_interval,
+    );
+    Ok(Report {
+        outcome,
+        auth: established.auth,
+        connections,
+        remote_cpu: state.remote_cpu(),
+    })
+}
+
+/// Exit code for a test that ran: 0 when it ended as asked, 1 when the peer or the network
+/// ended it first.
+pub fn exit_code(report: &Report) -> i32 {
+    match report.outcome.reason {
+        reason if reason.is_clean() => 0,
+        EndReason::Stream(_) => 1,
+        _ => 1,
+    }
+}

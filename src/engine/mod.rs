@@ -1,1 +1,59 @@
-//! (in progress)
+//! The data plane shared by client and server: one thread per stream direction, pacing, the
+//! once-a-second status exchange and interval accounting.
+
+pub mod pacing;
+pub mod session;
+pub mod state;
+pub mod tcp;
+
+pub use session::{EndReason, Interval, Outcome, RunOptions, Session, StatusOut};
+pub use state::{StreamCounters, StreamSnapshot, TestState};
+
+use std::io;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Stack size of data-plane threads: their buffers live on the heap, so a small stack is enough
+/// and keeps hundreds of sessions cheap.
+pub const STREAM_STACK_SIZE: usize = 128 * 1024;
+
+/// Kernel receive timeout of data sockets: how long a blocked read waits before the loop checks
+/// whether the test is still running.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Kernel send timeout of data sockets: a peer that stops reading for this long ends the test.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A receiver that expects data and gets none for this long treats the peer as gone.
+pub const IDLE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Spawns a named thread with a small stack. A panic inside is caught at the thread boundary
+/// and logged, so it ends only that thread's work; `on_exit` runs either way (it reports the end
+/// of the stream to the session driver).
+pub fn spawn_guarded<F, E>(
+    name: String,
+    stack_size: usize,
+    body: F,
+    on_exit: E,
+) -> io::Result<JoinHandle<()>>
+where
+    F: FnOnce() + Send + 'static,
+    E: FnOnce(bool) + Send + 'static,
+{
+    thread::Builder::new()
+        .name(name)
+        .stack_size(stack_size)
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+            if let Err(panic) = &result {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                let name = thread::current().name().unwrap_or("?").to_string();
+                crate::log_error!("thread {name} panicked: {what}");
+            }
+            on_exit(result.is_err());
+        })
+}

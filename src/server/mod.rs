@@ -1,1 +1,533 @@
-//! (in progress)
+//! The server: listeners, the accept loop, one thread per connection, the handshake under a
+//! deadline, multi-connection joins, and one session per test.
+//!
+//! What differs between the plain and the pro server is injected through
+//! [`Authenticator`](crate::handshake::server::Authenticator); the loop itself exists once.
+
+mod deadline;
+pub mod registry;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+
+use self::deadline::DeadlineStream;
+use self::registry::Registry;
+use crate::engine::tcp::{ReceivePlan, SendPlan};
+use crate::engine::{Outcome, RunOptions, Session, StatusOut, TestState};
+use crate::handshake::server::{self as hs, Authenticated, Authenticator};
+use crate::handshake::{AuthMethod, printable_user};
+use crate::proto::{Command, Protocol, Request};
+use crate::report::text::{bits_per_second, format_rate};
+use crate::{log, log_error};
+
+/// Stack of connection threads, which run the handshake (EC-SRP5 big-number math) and then the
+/// session driver.
+const CONNECTION_STACK_SIZE: usize = 256 * 1024;
+
+/// Server settings.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// IPv4 listen address (`None`: no IPv4 listener).
+    pub listen4: Option<IpAddr>,
+    /// IPv6 listen address (`None`: no IPv6 listener).
+    pub listen6: Option<IpAddr>,
+    /// Control port.
+    pub port: u16,
+    /// Who may run tests.
+    pub auth: Arc<dyn Authenticator>,
+    /// Concurrent tests allowed.
+    pub max_sessions: usize,
+    /// Connections allowed in the handshake phase at once; idle sockets beyond it are closed
+    /// so they cannot pin threads.
+    pub max_handshakes: usize,
+    /// Time a connection has to finish hello, command and authentication.
+    pub handshake_timeout: Duration,
+    /// Time a multi-connection session waits for its secondary connections.
+    pub join_wait: Duration,
+    /// Time running sessions get to end after a shutdown request.
+    pub drain_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but the listen addresses and port.
+    pub fn new(listen4: Option<IpAddr>, listen6: Option<IpAddr>, port: u16) -> ServerConfig {
+        ServerConfig {
+            listen4,
+            listen6,
+            port,
+            auth: Arc::new(hs::NoAuth),
+            max_sessions: 100,
+            max_handshakes: 256,
+            handshake_timeout: Duration::from_secs(10),
+            join_wait: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Counts of something bounded, with a wait for "back to zero".
+#[derive(Default)]
+struct Gauge {
+    count: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl Gauge {
+    fn try_enter(self: &Arc<Self>, limit: usize) -> Option<GaugeGuard> {
+        let mut n = self.count.lock();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(GaugeGuard(self.clone()))
+    }
+
+    fn get(&self) -> usize {
+        *self.count.lock()
+    }
+
+    fn wait_zero(&self, deadline: Instant) -> bool {
+        let mut n = self.count.lock();
+        while *n > 0 {
+            if self.zero.wait_until(&mut n, deadline).timed_out() {
+                return *n == 0;
+            }
+        }
+        true
+    }
+}
+
+/// Held while something counted is alive; gives the place back on drop, whatever path ends it.
+struct GaugeGuard(Arc<Gauge>);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        let mut n = self.0.count.lock();
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.0.zero.notify_all();
+        }
+    }
+}
+
+struct Shared {
+    cfg: ServerConfig,
+    registry: Registry,
+    sessions: Arc<Gauge>,
+    handshakes: Arc<Gauge>,
+    shutting_down: AtomicBool,
+    /// Dropped at shutdown: every running session's driver sees the disconnection and stops.
+    shutdown_tx: Mutex<Option<Sender<()>>>,
+    shutdown_rx: Receiver<()>,
+    sessions_total: AtomicUsize,
+}
+
+/// A bound server, ready to serve.
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<TcpListener>,
+}
+
+/// A server serving on background threads (tests, benches).
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+    stop_tx: Sender<i32>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl ServerHandle {
+    /// The addresses the server listens on.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Sessions running now.
+    pub fn active_sessions(&self) -> usize {
+        self.shared.sessions.get()
+    }
+
+    /// Stops the server and waits for it.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> io::Result<()> {
+        let _ = self.stop_tx.send(libc::SIGTERM);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("server thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn unspecified_to_loopback(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+impl Server {
+    /// Binds the configured listeners.
+    pub fn bind(cfg: ServerConfig) -> io::Result<Server> {
+        let mut listeners = Vec::new();
+        for ip in [cfg.listen4, cfg.listen6].into_iter().flatten() {
+            let addr = SocketAddr::new(ip, cfg.port);
+            let listener = TcpListener::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            listeners.push(listener);
+        }
+        let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(0);
+        Ok(Server {
+            shared: Arc::new(Shared {
+                cfg,
+                registry: Registry::default(),
+                sessions: Arc::default(),
+                handshakes: Arc::default(),
+                shutting_down: AtomicBool::new(false),
+                shutdown_tx: Mutex::new(Some(shutdown_tx)),
+                shutdown_rx,
+                sessions_total: AtomicUsize::new(0),
+            }),
+            listeners,
+        })
+    }
+
+    /// The bound addresses (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves on background threads until the handle is shut down or dropped.
+    pub fn spawn(self) -> io::Result<ServerHandle> {
+        let addrs = self.local_addrs();
+        let shared = self.shared.clone();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("btest-server".into())
+            .spawn(move || self.serve(&stop_rx))?;
+        Ok(ServerHandle {
+            shared,
+            addrs,
+            stop_tx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Accepts connections until a message arrives on `stop` (SIGINT/SIGTERM), then stops
+    /// accepting, gives running sessions a few seconds to end, and returns.
+    pub fn serve(self, stop: &Receiver<i32>) -> io::Result<()> {
+        let addrs = self.local_addrs();
+        for addr in &addrs {
+            log!(0, "listening on {addr}");
+        }
+        let mut acceptors = Vec::new();
+        for listener in self.listeners {
+            let shared = self.shared.clone();
+            let name = format!("btest-accept-{}", listener.local_addr()?);
+            acceptors.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || accept_loop(&shared, &listener))?,
+            );
+        }
+        let _ = stop.recv();
+        log!(0, "shutting down: no new tests; waiting for running ones");
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        for addr in &addrs {
+            // Wake each blocked accept() with a connection of our own.
+            let _ = TcpStream::connect_timeout(
+                &unspecified_to_loopback(*addr),
+                Duration::from_millis(200),
+            );
+        }
+        drop(self.shared.shutdown_tx.lock().take());
+        for a in acceptors {
+            let _ = a.join();
+        }
+        let deadline = Instant::now() + self.shared.cfg.drain_timeout;
+        if !self.shared.sessions.wait_zero(deadline) {
+            log_error!(
+                "{} session(s) still running at shutdown",
+                self.shared.sessions.get()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = listener.accept();
+        if shared.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                on_accept(shared, stream, peer);
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: log, wait a little, keep serving.
+                log_error!("accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn on_accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let Some(slot) = shared.handshakes.try_enter(shared.cfg.max_handshakes) else {
+        log!(
+            0,
+            "{peer}: refused: {} connections already in handshake",
+            shared.cfg.max_handshakes
+        );
+        return;
+    };
+    let shared2 = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("btest-conn-{peer}"))
+        .stack_size(CONNECTION_STACK_SIZE)
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handle_connection(&shared2, stream, peer, slot)
+            }));
+            if result.is_err() {
+                log_error!("{peer}: connection thread panicked; session dropped");
+            }
+        });
+    if let Err(e) = spawned {
+        log_error!("{peer}: cannot start a thread: {e}");
+    }
+}
+
+fn handle_connection(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    handshake_slot: GaugeGuard,
+) {
+    let _ = stream.set_nodelay(true);
+    let deadline = Instant::now() + shared.cfg.handshake_timeout;
+    let mut io = DeadlineStream::new(&stream, deadline);
+    let request = match hs::read_request(&mut io) {
+        Ok(r) => r,
+        Err(e) => {
+            log!(0, "{peer}: dropped: {e}");
+            return;
+        }
+    };
+    match request {
+        Request::Join { token } => match shared.registry.reserve(token) {
+            Ok(slot) => {
+                if let Err(e) = hs::accept(&mut io, token, None) {
+                    log!(0, "{peer}: join dropped: {e}");
+                    return;
+                }
+                log!(2, "{peer}: joined session {token:#06x}");
+                slot.deliver(stream);
+            }
+            Err(refusal) => log!(0, "{peer}: refused: {refusal}"),
+        },
+        Request::Command(cmd) => primary(shared, stream, peer, cmd, handshake_slot),
+    }
+}
+
+fn primary(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    cmd: Command,
+    handshake_slot: GaugeGuard,
+) {
+    let deadline = Instant::now() + shared.cfg.handshake_timeout;
+    let mut io = DeadlineStream::new(&stream, deadline);
+    if shared.shutting_down.load(Ordering::SeqCst) {
+        log!(0, "{peer}: refused: server is shutting down");
+        return;
+    }
+    let Some(session_slot) = shared.sessions.try_enter(shared.cfg.max_sessions) else {
+        log!(
+            0,
+            "{peer}: refused: max-sessions ({}) reached",
+            shared.cfg.max_sessions
+        );
+        return;
+    };
+    if cmd.protocol == Protocol::Udp {
+        log!(0, "{peer}: refused: UDP tests are not supported yet");
+        return;
+    }
+    let who = match hs::authenticate(&mut io, shared.cfg.auth.as_ref(), &mut fill_random) {
+        Ok(who) => who,
+        Err(e) => {
+            log!(0, "{peer}: refused: {e}");
+            return;
+        }
+    };
+
+    let joins = if cmd.is_multi_connection() {
+        let secondaries = cmd.connection_count() - 1;
+        Some(shared.registry.register(secondaries, &mut fill_random))
+    } else {
+        None
+    };
+    let token = joins.as_ref().map_or(0, |(t, _)| *t);
+    if let Err(e) = hs::accept(&mut io, token, None) {
+        log!(0, "{peer}: dropped: {e}");
+        if token != 0 {
+            shared.registry.remove(token);
+        }
+        return;
+    }
+    drop(handshake_slot);
+
+    let mut streams = vec![stream];
+    if let Some((token, joins)) = joins {
+        let wait_until = Instant::now() + shared.cfg.join_wait;
+        while streams.len() < cmd.connection_count() {
+            match joins.recv_deadline(wait_until) {
+                Ok(s) => streams.push(s),
+                Err(_) => break,
+            }
+        }
+        shared.registry.remove(token);
+        if streams.len() < cmd.connection_count() {
+            log!(
+                0,
+                "{peer}: session {token:#06x}: {} of {} connections joined; starting with those",
+                streams.len(),
+                cmd.connection_count()
+            );
+        }
+    }
+
+    let id = shared.sessions_total.fetch_add(1, Ordering::Relaxed) + 1;
+    log!(
+        0,
+        "{peer}: session {id} start: {} {} conns={} auth={}{}",
+        cmd.protocol.name(),
+        cmd.direction.client_name(),
+        streams.len(),
+        who.method.name(),
+        user_suffix(&who)
+    );
+    let connections = streams.len();
+    match run_tcp_session(shared, &cmd, streams, peer) {
+        Ok(outcome) => log_session_end(id, peer, &cmd, connections, &who, &outcome),
+        Err(e) => log_error!("{peer}: session {id} could not start: {e}"),
+    }
+    drop(session_slot);
+}
+
+fn user_suffix(who: &Authenticated) -> String {
+    if who.method == AuthMethod::None {
+        String::new()
+    } else {
+        format!(" user={}", printable_user(&who.user))
+    }
+}
+
+fn fill_random(buf: &mut [u8]) {
+    crate::sys::random::fill_or_abort(buf);
+}
+
+fn run_tcp_session(
+    shared: &Arc<Shared>,
+    cmd: &Command,
+    streams: Vec<TcpStream>,
+    peer: SocketAddr,
+) -> io::Result<Outcome> {
+    let dir = cmd.direction;
+    let state = TestState::new(if dir.server_tx() {
+        u64::from(cmd.remote_tx_speed)
+    } else {
+        0
+    });
+    let status_out = match (dir.server_tx(), dir.server_rx()) {
+        (false, true) => match streams.first() {
+            Some(primary) => StatusOut::Direct(primary.try_clone()?),
+            None => StatusOut::None,
+        },
+        (true, true) => StatusOut::Inject,
+        _ => StatusOut::None,
+    };
+    let mut session = Session::new(state, peer.to_string());
+    for (i, stream) in streams.into_iter().enumerate() {
+        let send = dir.server_tx().then_some(SendPlan {
+            tx_size: usize::from(cmd.tx_size),
+            payload: cmd.payload,
+            inject_status: i == 0 && dir.server_rx(),
+        });
+        let receive = ReceivePlan {
+            count: dir.server_rx(),
+            scan_status: i == 0,
+            expect_data: dir.server_rx(),
+        };
+        session.add_tcp(stream, send, receive)?;
+    }
+    let mut cpu = || None;
+    Ok(session.run(
+        RunOptions {
+            deadline: None,
+            stop: None,
+            status_out,
+            cpu: &mut cpu,
+            external_stop: Some(shared.shutdown_rx.clone()),
+        },
+        |_| {},
+    ))
+}
+
+fn log_session_end(
+    id: usize,
+    peer: SocketAddr,
+    cmd: &Command,
+    connections: usize,
+    who: &Authenticated,
+    outcome: &Outcome,
+) {
+    let secs = outcome.elapsed.as_secs_f64();
+    log!(
+        0,
+        "{peer}: session {id} end: {} {} conns={} auth={}{} tx={} rx={} bytes in {secs:.2} s \
+         (tx {}, rx {}): {}",
+        cmd.protocol.name(),
+        cmd.direction.client_name(),
+        connections,
+        who.method.name(),
+        user_suffix(who),
+        outcome.tx_bytes,
+        outcome.rx_bytes,
+        format_rate(bits_per_second(outcome.tx_bytes, outcome.elapsed)),
+        format_rate(bits_per_second(outcome.rx_bytes, outcome.elapsed)),
+        outcome.reason.describe()
+    );
+}

@@ -30,6 +30,18 @@ impl std::fmt::Display for EcSrp5Error {
 
 impl std::error::Error for EcSrp5Error {}
 
+impl EcSrp5Error {
+    /// True when the failure means wrong credentials.
+    pub fn is_auth_failure(&self) -> bool {
+        false
+    }
+
+    /// The user name the client sent, when the failure is about a known message.
+    pub fn user(&self) -> Option<&[u8]> {
+        None
+    }
+}
+
 impl Verifier {
     /// Derives the verifier from a user name, password and salt.
     pub fn derive(_user: &[u8], _password: &[u8], salt: [u8; 16]) -> Verifier {

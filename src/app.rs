@@ -1,0 +1,184 @@
+//! The program behind `main`: from arguments to an exit code. Kept in the library so the pro
+//! binary and tests share it.
+
+use std::sync::Arc;
+
+use argh::FromArgs;
+
+use crate::cli::{self, Args, UsageError};
+use crate::client::{self, ClientConfig, TextOutput};
+use crate::handshake::client::Credentials;
+use crate::handshake::server::{Authenticator, NoAuth, SingleUser};
+use crate::proto::{Direction, Payload, Protocol};
+use crate::server::{Server, ServerConfig};
+use crate::{log_error, sys};
+
+/// Exit code: the test ran as asked.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the test failed or the peer ended it.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: the command line is wrong.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the server rejected our credentials.
+pub const EXIT_AUTH: u8 = 3;
+
+/// Version line: crate version and enabled features.
+pub fn version_line() -> String {
+    let features: &[&str] = &[
+        #[cfg(feature = "pro")]
+        "pro",
+    ];
+    let features = if features.is_empty() {
+        "default".to_string()
+    } else {
+        features.join(",")
+    };
+    format!(
+        "btest {} (features: {features}; auth: md5, ecsrp5)",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Runs the program with `args` (including the program name) and returns the exit code.
+pub fn main_with_args(args: &[String]) -> u8 {
+    let name = args.first().map_or("btest", |s| s.as_str());
+    let rest: Vec<&str> = args.iter().skip(1).map(|s| s.as_str()).collect();
+    let parsed = match Args::from_args(&[name], &rest) {
+        Ok(a) => a,
+        Err(early) => {
+            return if early.status.is_ok() {
+                print!("{}", early.output);
+                EXIT_OK
+            } else {
+                eprint!("{}", early.output);
+                eprintln!("Run '{name} --help' for usage.");
+                EXIT_USAGE
+            };
+        }
+    };
+    if parsed.version {
+        println!("{}", version_line());
+        return EXIT_OK;
+    }
+    crate::log::set_level(if parsed.quiet {
+        -1
+    } else {
+        parsed.verbose.min(2) as i8
+    });
+    match run(&parsed) {
+        Ok(code) => code,
+        Err(e) => {
+            log_error!("{e}");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<u8, UsageError> {
+    match (args.server, &args.client) {
+        (true, _) => run_server(args),
+        (false, Some(host)) => run_client(args, host),
+        (false, None) => Err(UsageError(
+            "give -s to run a server or -c HOST to run a client (see --help)".into(),
+        )),
+    }
+}
+
+fn run_server(args: &Args) -> Result<u8, UsageError> {
+    let listen = cli::server_args(args)?;
+    let creds = cli::credentials(args)?;
+    let auth: Arc<dyn Authenticator> = match creds {
+        Some((user, pass)) if args.ecsrp5 => Arc::new(SingleUser::ecsrp5(&user, &pass)),
+        Some((user, pass)) => Arc::new(SingleUser::md5(&user, &pass)),
+        None => Arc::new(NoAuth),
+    };
+    let mut cfg = ServerConfig::new(listen.listen4, listen.listen6, args.port);
+    cfg.auth = auth;
+    if let Some(n) = args.max_sessions {
+        cfg.max_sessions = n;
+    }
+    let stop = match sys::signal::install() {
+        Ok(rx) => rx,
+        Err(e) => {
+            log_error!("cannot install signal handlers: {e}");
+            return Ok(EXIT_FAILED);
+        }
+    };
+    let server = match Server::bind(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            log_error!("{e}");
+            return Ok(EXIT_FAILED);
+        }
+    };
+    match server.serve(&stop) {
+        Ok(()) => Ok(EXIT_OK),
+        Err(e) => {
+            log_error!("{e}");
+            Ok(EXIT_FAILED)
+        }
+    }
+}
+
+fn client_config(args: &Args, host: &str) -> Result<ClientConfig, UsageError> {
+    let direction = Direction::from_client(args.transmit, args.receive).ok_or_else(|| {
+        UsageError("choose a direction: -t (transmit), -r (receive) or both".into())
+    })?;
+    let rates = cli::rates(args)?;
+    if args.listen.is_some() || args.listen6.is_some() || args.ecsrp5 {
+        return Err(UsageError(
+            "--listen, --listen6 and --ecsrp5 are server options".into(),
+        ));
+    }
+    let credentials = cli::credentials(args)?.map(|(u, p)| Credentials::new(&u, &p));
+    Ok(ClientConfig {
+        host: host.to_owned(),
+        port: args.port,
+        protocol: if args.udp {
+            Protocol::Udp
+        } else {
+            Protocol::Tcp
+        },
+        direction,
+        local_bps: rates.local_bps,
+        remote_bps: rates.remote_bps,
+        duration: args.duration.filter(|d| !d.is_zero()),
+        credentials,
+        connections: cli::connections(args)?,
+        payload: if args.random {
+            Payload::Random
+        } else {
+            Payload::Zeros
+        },
+        udp_size: cli::udp_size(args)?,
+        nat_probe: args.nat,
+    })
+}
+
+fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
+    let cfg = client_config(args, host)?;
+    let stop = match sys::signal::install() {
+        Ok(rx) => Some(rx),
+        Err(e) => {
+            log_error!("cannot install signal handlers: {e}");
+            None
+        }
+    };
+    let mut output = TextOutput::new(cfg.direction, args.udp, args.quiet, args.per_stream)
+        .with_timestamps(args.timestamps);
+    let mut cpu = || None;
+    let result = client::run(&cfg, stop.as_ref(), &mut cpu, &mut |iv| output.interval(iv));
+    match result {
+        Ok(report) => {
+            output.summary();
+            if !report.outcome.reason.is_clean() {
+                log_error!("test ended early: {}", report.outcome.reason.describe());
+            }
+            Ok(client::exit_code(&report) as u8)
+        }
+        Err(e) => {
+            log_error!("{e}");
+            Ok(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The state one test shares between its threads: atomics updated per packet with `Relaxed`,
+//! swapped out once per interval by the session driver.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::proto::status::{STATUS_LEN, StatusMessage};
+
+/// Highest status sequence number we believe. A message "found" in random TCP payload has a
+/// uniformly random seq; real peers count up from 1 once a second, so a test would need 12 days
+/// to get here.
+pub const MAX_PLAUSIBLE_STATUS_SEQ: u32 = 1_080_000;
+
+/// Marker for "the peer's CPU load is unknown".
+const CPU_UNKNOWN: u8 = u8::MAX;
+
+/// Byte and packet counters of one stream (a TCP connection or a UDP flow), per interval.
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    tx: AtomicU64,
+    rx: AtomicU64,
+    tx_packets: AtomicU64,
+    rx_packets: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// What [`StreamCounters::take`] hands the driver once per interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamSnapshot {
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Datagrams sent (UDP).
+    pub tx_packets: u64,
+    /// Datagrams received (UDP).
+    pub rx_packets: u64,
+    /// Datagrams lost (UDP).
+    pub lost: u64,
+}
+
+impl StreamCounters {
+    /// Counts bytes sent.
+    #[inline]
+    pub fn add_tx(&self, bytes: u64) {
+        self.tx.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts bytes received.
+    #[inline]
+    pub fn add_rx(&self, bytes: u64) {
+        self.rx.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts datagrams sent.
+    #[inline]
+    pub fn add_tx_packets(&self, n: u64) {
+        self.tx_packets.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts datagrams received.
+    #[inline]
+    pub fn add_rx_packets(&self, n: u64) {
+        self.rx_packets.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts datagrams lost.
+    #[inline]
+    pub fn add_lost(&self, n: u64) {
+        self.lost.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Swaps every counter to zero and returns what it held, so each byte is reported in
+    /// exactly one interval.
+    pub fn take(&self) -> StreamSnapshot {
+        StreamSnapshot {
+            tx_bytes: self.tx.swap(0, Ordering::Relaxed),
+            rx_bytes: self.rx.swap(0, Ordering::Relaxed),
+            tx_packets: self.tx_packets.swap(0, Ordering::Relaxed),
+            rx_packets: self.rx_packets.swap(0, Ordering::Relaxed),
+            lost: self.lost.swap(0, Ordering::Relaxed),
+        }
+    }
+}
+
+/// A status message waiting for the transmitting thread to put it between two data writes.
+#[derive(Debug, Default)]
+pub struct StatusSlot {
+    pending: AtomicBool,
+    message: Mutex<[u8; STATUS_LEN]>,
+}
+
+impl StatusSlot {
+    /// Leaves a message for the transmitter (replacing one not yet sent).
+    pub fn put(&self, msg: &StatusMessage) {
+        *self.message.lock() = msg.encode();
+        self.pending.store(true, Ordering::Release);
+    }
+
+    /// Takes the pending message, if any: one relaxed load when there is none.
+    #[inline]
+    pub fn take(&self) -> Option<[u8; STATUS_LEN]> {
+        if !self.pending.load(Ordering::Relaxed) {
+            return None;
+        }
+        let msg = *self.message.lock();
+        self.pending.store(false, Ordering::Relaxed);
+        Some(msg)
+    }
+}
+
+/// Everything the threads of one test share.
+#[derive(Debug)]
+pub struct TestState {
+    running: AtomicBool,
+    streams: Mutex<Vec<Arc<StreamCounters>>>,
+    /// Total transmit rate of the test in bit/s (0 = unpaced), shared by the senders.
+    tx_total_bps: AtomicU64,
+    /// Apply the peer's reports to our rate (the 1.5x rule): only when no rate was asked for.
+    feedback: bool,
+    tx_streams: AtomicUsize,
+    remote_cpu: AtomicU8,
+    remote_seq: AtomicU32,
+    remote_bytes_received: AtomicU64,
+    remote_reports: AtomicU64,
+    /// Status for the primary connection's transmitter to insert (TCP, server sending).
+    pub status_slot: StatusSlot,
+}
+
+impl TestState {
+    /// State for a test whose total transmit rate is `tx_rate_bps` (0 = unlimited, in which case
+    /// the peer's status reports pace us).
+    pub fn new(tx_rate_bps: u64) -> Arc<TestState> {
+        Arc::new(TestState {
+            running: AtomicBool::new(true),
+            streams: Mutex::new(Vec::new()),
+            tx_total_bps: AtomicU64::new(tx_rate_bps),
+            feedback: tx_rate_bps == 0,
+            tx_streams: AtomicUsize::new(0),
+            remote_cpu: AtomicU8::new(CPU_UNKNOWN),
+            remote_seq: AtomicU32::new(0),
+            remote_bytes_received: AtomicU64::new(0),
+            remote_reports: AtomicU64::new(0),
+            status_slot: StatusSlot::default(),
+        })
+    }
+
+    /// True until the test is stopped; every loop checks it after each blocking call.
+    #[inline]
+    pub fn running(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// Stops the test; loops notice within one socket timeout (or at once when their socket is
+    /// shut down).
+    pub fn stop(&self) {
+        self.running.store(false, Ordering::Relaxed);
+    }
+
+    /// Registers a new stream and returns its counters.
+    pub fn add_stream(&self, transmits: bool) -> Arc<StreamCounters> {
+        let counters = Arc::new(StreamCounters::default());
+        self.streams.lock().push(counters.clone());
+        if transmits {
+            self.tx_streams.fetch_add(1, Ordering::Relaxed);
+        }
+        counters
+    }
+
+    /// Snapshot of every stream's interval counters, in registration order.
+    pub fn take_streams(&self, out: &mut Vec<StreamSnapshot>) {
+        out.clear();
+        out.extend(self.streams.lock().iter().map(|s| s.take()));
+    }
+
+    /// Current per-stream transmit rate in bit/s (0 = unpaced): the test's rate shared evenly
+    /// by its transmitting streams.
+    #[inline]
+    pub fn tx_rate_bps(&self) -> u64 {
+        let streams = self.tx_streams.load(Ordering::Relaxed).max(1) as u64;
+        self.tx_total_bps.load(Ordering::Relaxed) / streams
+    }
+
+    /// Takes in a status message from the peer: its CPU load, and, when we are not held to a
+    /// fixed rate, its received byte count for the 1.5x rule. Messages with implausible or
+    /// repeated sequence numbers (false matches in random payload) are ignored.
+    pub fn on_remote_status(&self, msg: StatusMessage) -> bool {
+        let last = self.remote_seq.load(Ordering::Relaxed);
+        if msg.seq == 0 || msg.seq > MAX_PLAUSIBLE_STATUS_SEQ || msg.seq <= last {
+            return false;
+        }
+        self.remote_seq.store(msg.seq, Ordering::Relaxed);
+        self.remote_cpu.store(msg.cpu, Ordering::Relaxed);
+        self.remote_bytes_received
+            .store(u64::from(msg.bytes_received), Ordering::Relaxed);
+        self.remote_reports.fetch_add(1, Ordering::Relaxed);
+        if self.feedback
+            && let Some(total) = crate::proto::rate::adapted_rate_bps(msg.bytes_received)
+        {
+            self.tx_total_bps.store(total, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// The peer's last reported CPU load.
+    pub fn remote_cpu(&self) -> Option<u8> {
+        match self.remote_cpu.load(Ordering::Relaxed) {
+            CPU_UNKNOWN => None,
+            cpu => Some(cpu),
+        }
+    }
+
+    /// Bytes the peer last said it received in one interval, and how many reports came in.
+    pub fn remote_received(&self) -> (u64, u64) {
+        (
+            self.remote_bytes_received.load(Ordering::Relaxed),
+            self.remote_reports.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_taken_once() {
+        let state = TestState::new(0);
+        let a = state.add_stream(true);
+        let b = state.add_stream(false);
+        a.add_tx(100);
+        b.add_rx(50);
+        let mut snap = Vec::new();
+        state.take_streams(&mut snap);
+        assert_eq!(snap[0].tx_bytes, 100);
+        assert_eq!(snap[1].rx_bytes, 50);
+        state.take_streams(&mut snap);
+        assert_eq!(snap[0].tx_bytes + snap[1].rx_bytes, 0);
+    }
+
+    #[test]
+    fn feedback_only_when_unlimited() {
+        let free = TestState::new(0);
+        free.add_stream(true);
+        let msg = StatusMessage {
+            cpu: 5,
+            seq: 1,
+            bytes_received: 1000,
+        };
+        assert!(free.on_remote_status(msg));
+        assert_eq!(free.tx_rate_bps(), 12_000);
+        assert_eq!(free.remote_cpu(), Some(5));
+
+        let fixed = TestState::new(1_000_000);
+        fixed.add_stream(true);
+        fixed.on_remote_status(msg);
+        assert_eq!(fixed.tx_rate_bps(), 1_000_000);
+    }
+
+    #[test]
+    fn fixed_rate_is_shared_by_streams() {
+        let s = TestState::new(900);
+        s.add_stream(true);
+        s.add_stream(true);
+        s.add_stream(false);
+        s.add_stream(true);
+        assert_eq!(s.tx_rate_bps(), 300);
+    }
+
+    #[test]
+    fn implausible_status_is_ignored() {
+        let s = TestState::new(0);
+        let mut m = StatusMessage {
+            cpu: 1,
+            seq: 5,
+            bytes_received: 10,
+        };
+        assert!(s.on_remote_status(m));
+        assert!(!s.on_remote_status(m), "repeated seq");
+        m.seq = MAX_PLAUSIBLE_STATUS_SEQ + 1;
+        assert!(!s.on_remote_status(m));
+    }
+}

@@ -1,0 +1,157 @@
+//! TCP data loops: one sender and one receiver per connection.
+//!
+//! Per write or read the loops do the socket call, one relaxed atomic add, and (sender) one
+//! `Instant::now()` when paced; buffers are allocated once per stream.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use super::pacing::{Pacer, unit_for_rate};
+use super::session::StreamEnd;
+use super::state::{StreamCounters, TestState};
+use super::{IDLE_LIMIT, RECV_TIMEOUT};
+use crate::proto::{Payload, StatusScanner};
+
+/// Size of unpaced writes: large writes mean fewer system calls per gigabyte.
+pub const UNPACED_WRITE: usize = 128 * 1024;
+/// Size of the receive buffer.
+pub const READ_BUFFER: usize = 256 * 1024;
+
+/// How a sender fills and sizes its writes.
+#[derive(Clone, Copy, Debug)]
+pub struct SendPlan {
+    /// Largest paced write (the command's `tx_size`).
+    pub tx_size: usize,
+    /// Zeros or random bytes.
+    pub payload: Payload,
+    /// This connection carries the status messages the session driver leaves in the slot.
+    pub inject_status: bool,
+}
+
+/// What a receiver does with the bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct ReceivePlan {
+    /// Count received bytes as test data (false on a connection that only carries status).
+    pub count: bool,
+    /// Look for the peer's status messages in the stream.
+    pub scan_status: bool,
+    /// Treat the peer as gone after [`IDLE_LIMIT`] without a byte.
+    pub expect_data: bool,
+}
+
+/// A buffer of `len` bytes: zeros, or random bytes drawn once (RouterOS `random-data`).
+pub fn payload_buffer(len: usize, payload: Payload) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    if payload == Payload::Random {
+        crate::sys::random::fill_or_abort(&mut buf);
+    }
+    buf
+}
+
+/// Maps a socket error to why the stream ended.
+pub fn classify(err: &io::Error, state: &TestState) -> StreamEnd {
+    if !state.running() {
+        return StreamEnd::Stopped;
+    }
+    match err.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => StreamEnd::Stalled,
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::UnexpectedEof => StreamEnd::PeerClosed,
+        _ => StreamEnd::Error(err.kind()),
+    }
+}
+
+/// Sends data until the test stops or the socket fails.
+pub fn send_loop(
+    mut stream: TcpStream,
+    state: &TestState,
+    counters: &StreamCounters,
+    plan: SendPlan,
+) -> StreamEnd {
+    let max_paced = plan.tx_size.max(1);
+    let buf = payload_buffer(UNPACED_WRITE.max(max_paced), plan.payload);
+    let unit_for = |rate: u64| {
+        if rate == 0 {
+            buf.len()
+        } else {
+            unit_for_rate(rate, max_paced)
+        }
+    };
+    let mut rate = state.tx_rate_bps();
+    let mut unit = unit_for(rate);
+    let mut pacer = Pacer::new(rate, unit);
+    while state.running() {
+        if plan.inject_status
+            && let Some(msg) = state.status_slot.take()
+            && let Err(e) = stream.write_all(&msg)
+        {
+            return classify(&e, state);
+        }
+        let now_rate = state.tx_rate_bps();
+        if now_rate != rate {
+            rate = now_rate;
+            unit = unit_for(rate);
+            pacer.set_rate(rate, unit);
+        }
+        pacer.wait();
+        match stream.write(buf.get(..unit).unwrap_or(&buf)) {
+            Ok(0) => return StreamEnd::PeerClosed,
+            Ok(n) => counters.add_tx(n as u64),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return classify(&e, state),
+        }
+    }
+    StreamEnd::Stopped
+}
+
+/// Receives until the peer closes, the test stops, or (when data is expected) the peer has
+/// been silent for [`IDLE_LIMIT`].
+pub fn receive_loop(
+    mut stream: TcpStream,
+    state: &TestState,
+    counters: &StreamCounters,
+    plan: ReceivePlan,
+) -> StreamEnd {
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut scanner = plan.scan_status.then(StatusScanner::new);
+    let mut idle = Duration::ZERO;
+    while state.running() {
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                return if state.running() {
+                    StreamEnd::PeerClosed
+                } else {
+                    StreamEnd::Stopped
+                };
+            }
+            Ok(n) => {
+                idle = Duration::ZERO;
+                if plan.count {
+                    counters.add_rx(n as u64);
+                }
+                if let Some(scanner) = scanner.as_mut() {
+                    scanner.feed(buf.get(..n).unwrap_or_default(), |msg| {
+                        state.on_remote_status(msg);
+                    });
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                idle += RECV_TIMEOUT;
+                if plan.expect_data && idle >= IDLE_LIMIT {
+                    return StreamEnd::Stalled;
+                }
+            }
+            Err(e) => return classify(&e, state),
+        }
+    }
+    StreamEnd::Stopped
+}

@@ -1,0 +1,158 @@
+//! The human-readable output grammar, which users' scripts parse (see CLI.md):
+//!
+//! ```text
+//! [   3]  TX  941.23 Mbps (117653750 bytes)  lost: 4  cpu: 12%/30%
+//! [   3]  RX  #4  117.40 Mbps (14675000 bytes)
+//! [ avg]  RX  940.10 Mbps (1175125000 bytes in 10.00 s)
+//! ```
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// `TX` or `RX`, from the point of view of the side printing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    /// What we sent.
+    Tx,
+    /// What we received.
+    Rx,
+}
+
+impl Dir {
+    /// The two-letter label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Dir::Tx => "TX",
+            Dir::Rx => "RX",
+        }
+    }
+}
+
+/// Bits per second of `bytes` over `duration` (0 for an empty duration).
+pub fn bits_per_second(bytes: u64, duration: Duration) -> f64 {
+    let secs = duration.as_secs_f64();
+    if secs <= 0.0 {
+        0.0
+    } else {
+        bytes as f64 * 8.0 / secs
+    }
+}
+
+/// A rate with two decimals in bps, Kbps, Mbps or Gbps (1000-based).
+pub fn format_rate(bps: f64) -> String {
+    let (value, unit) = if bps >= 1e9 {
+        (bps / 1e9, "Gbps")
+    } else if bps >= 1e6 {
+        (bps / 1e6, "Mbps")
+    } else if bps >= 1e3 {
+        (bps / 1e3, "Kbps")
+    } else {
+        (bps, "bps")
+    };
+    format!("{value:.2} {unit}")
+}
+
+/// Optional parts appended to an interval line.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras {
+    /// Datagrams lost in the interval (UDP receive lines).
+    pub lost: Option<u64>,
+    /// Local and remote CPU load; the remote shows 0 % until the peer reports one.
+    pub cpu: Option<(u8, Option<u8>)>,
+}
+
+/// One interval line: `[   3]  TX  941.23 Mbps (117653750 bytes)` plus extras.
+pub fn interval_line(
+    index: u32,
+    dir: Dir,
+    bytes: u64,
+    duration: Duration,
+    extras: Extras,
+) -> String {
+    let mut line = format!(
+        "[{index:>4}] {:>3}  {} ({bytes} bytes)",
+        dir.label(),
+        format_rate(bits_per_second(bytes, duration))
+    );
+    if let Some(lost) = extras.lost {
+        let _ = write!(line, "  lost: {lost}");
+    }
+    if let Some((local, remote)) = extras.cpu {
+        let _ = write!(line, "  cpu: {local}%/{}%", remote.unwrap_or(0));
+    }
+    line
+}
+
+/// One per-connection line under an interval: `[   3]  RX  #4  117.40 Mbps (14675000 bytes)`.
+pub fn stream_line(index: u32, dir: Dir, stream: usize, bytes: u64, duration: Duration) -> String {
+    format!(
+        "[{index:>4}] {:>3}  #{stream}  {} ({bytes} bytes)",
+        dir.label(),
+        format_rate(bits_per_second(bytes, duration))
+    )
+}
+
+/// The summary line of one direction: `[ avg]  RX  940.10 Mbps (1175125000 bytes in 10.00 s)`.
+pub fn summary_line(dir: Dir, bytes: u64, elapsed: Duration) -> String {
+    format!(
+        "[ avg] {:>3}  {} ({bytes} bytes in {:.2} s)",
+        dir.label(),
+        format_rate(bits_per_second(bytes, elapsed)),
+        elapsed.as_secs_f64()
+    )
+}
+
+/// Local wall-clock time for `--timestamps`, `hh:mm:ss`.
+pub fn clock_prefix() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", day / 3600, day / 60 % 60, day % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grammar_matches_cli_doc() {
+        let line = interval_line(
+            3,
+            Dir::Tx,
+            117_653_750,
+            Duration::from_secs(1),
+            Extras::default(),
+        );
+        assert_eq!(line, "[   3]  TX  941.23 Mbps (117653750 bytes)");
+        let line = summary_line(Dir::Rx, 1_175_125_000, Duration::from_secs(10));
+        assert_eq!(
+            line,
+            "[ avg]  RX  940.10 Mbps (1175125000 bytes in 10.00 s)"
+        );
+        let line = stream_line(3, Dir::Rx, 4, 14_675_000, Duration::from_secs(1));
+        assert_eq!(line, "[   3]  RX  #4  117.40 Mbps (14675000 bytes)");
+    }
+
+    #[test]
+    fn extras_and_units() {
+        let line = interval_line(
+            12,
+            Dir::Rx,
+            125,
+            Duration::from_secs(1),
+            Extras {
+                lost: Some(4),
+                cpu: Some((12, Some(30))),
+            },
+        );
+        assert_eq!(
+            line,
+            "[  12]  RX  1.00 Kbps (125 bytes)  lost: 4  cpu: 12%/30%"
+        );
+        assert_eq!(format_rate(0.0), "0.00 bps");
+        assert_eq!(format_rate(999.0), "999.00 bps");
+        assert_eq!(format_rate(2.5e9), "2.50 Gbps");
+    }
+}

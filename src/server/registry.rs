@@ -1,0 +1,151 @@
+//! Multi-connection sessions waiting for their secondary connections.
+//!
+//! The primary registers a token *before* it writes the OK that announces it, then waits on a
+//! channel; each join with that token reserves a slot under the lock, answers its client, and
+//! hands its socket over the channel, which wakes the primary at once. Sessions are found by
+//! token only, never by peer address: two MikroTiks behind one NAT share an address.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::TcpStream;
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+struct Waiting {
+    remaining: usize,
+    joins: Sender<TcpStream>,
+}
+
+/// Live tokens of sessions that still accept joins.
+#[derive(Default)]
+pub struct Registry {
+    waiting: Mutex<HashMap<u16, Waiting>>,
+}
+
+/// Why a join was turned down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinRefusal {
+    /// No session with this token is waiting for connections.
+    UnknownToken(u16),
+    /// The session already has all the connections it announced.
+    Full(u16),
+}
+
+impl fmt::Display for JoinRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinRefusal::UnknownToken(t) => write!(f, "join with unknown session token {t:#06x}"),
+            JoinRefusal::Full(t) => write!(f, "join to session {t:#06x}, which is already full"),
+        }
+    }
+}
+
+/// A reserved place in a session; hand the connection over with [`Slot::deliver`].
+pub struct Slot {
+    joins: Sender<TcpStream>,
+}
+
+impl Slot {
+    /// Gives the connection to the waiting primary (which may have given up meanwhile, in which
+    /// case the connection is simply closed).
+    pub fn deliver(self, stream: TcpStream) {
+        let _ = self.joins.send(stream);
+    }
+}
+
+impl Registry {
+    /// Registers a session expecting `secondaries` more connections, with a fresh token whose
+    /// bytes are both non-zero and at least 2 in the high byte (so the join's first bytes can
+    /// never read as a command's protocol byte), unique among live sessions.
+    pub fn register(
+        &self,
+        secondaries: usize,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> (u16, Receiver<TcpStream>) {
+        let (tx, rx) = crossbeam_channel::bounded(secondaries.max(1));
+        let mut waiting = self.waiting.lock();
+        let token = loop {
+            let mut b = [0u8; 2];
+            random(&mut b);
+            let token = u16::from_be_bytes([b[0].max(2), b[1].max(1)]);
+            if !waiting.contains_key(&token) {
+                break token;
+            }
+        };
+        waiting.insert(
+            token,
+            Waiting {
+                remaining: secondaries,
+                joins: tx,
+            },
+        );
+        (token, rx)
+    }
+
+    /// Reserves a place in the session with `token`.
+    pub fn reserve(&self, token: u16) -> Result<Slot, JoinRefusal> {
+        let mut waiting = self.waiting.lock();
+        let entry = waiting
+            .get_mut(&token)
+            .ok_or(JoinRefusal::UnknownToken(token))?;
+        if entry.remaining == 0 {
+            return Err(JoinRefusal::Full(token));
+        }
+        entry.remaining -= 1;
+        Ok(Slot {
+            joins: entry.joins.clone(),
+        })
+    }
+
+    /// Stops accepting joins for `token`.
+    pub fn remove(&self, token: u16) {
+        self.waiting.lock().remove(&token);
+    }
+
+    /// Sessions currently waiting for joins.
+    pub fn len(&self) -> usize {
+        self.waiting.lock().len()
+    }
+
+    /// True when no session waits for joins.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_unique_and_well_formed() {
+        let reg = Registry::default();
+        let mut n = 0u8;
+        let mut counter = |b: &mut [u8]| {
+            // Always the same bytes: forces the uniqueness loop to... never finish, so vary.
+            n = n.wrapping_add(1);
+            b.fill(n);
+        };
+        let (a, _ra) = reg.register(2, &mut counter);
+        let (b, _rb) = reg.register(2, &mut counter);
+        assert_ne!(a, b);
+        for t in [a, b] {
+            assert!(t >> 8 >= 2 && t & 0xff >= 1, "{t:#06x}");
+        }
+    }
+
+    #[test]
+    fn full_and_unknown_are_refused() {
+        let reg = Registry::default();
+        let (token, _rx) = reg.register(1, &mut |b| b.fill(0x42));
+        assert!(reg.reserve(token).is_ok());
+        assert_eq!(reg.reserve(token).err(), Some(JoinRefusal::Full(token)));
+        assert_eq!(
+            reg.reserve(token ^ 1).err(),
+            Some(JoinRefusal::UnknownToken(token ^ 1))
+        );
+        reg.remove(token);
+        assert!(reg.is_empty());
+    }
+}
