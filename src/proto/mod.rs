@@ -6,6 +6,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod command;
+pub mod rate;
 pub mod scan;
 pub mod status;
 pub mod udp;

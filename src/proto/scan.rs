@@ -27,8 +27,7 @@ impl StatusScanner {
             return;
         }
         let mut pos = self.scan_carry(data, &mut on_message);
-        loop {
-            let Some(rest) = data.get(pos..) else { break };
+        while let Some(rest) = data.get(pos..) {
             let Some(found) = memchr::memchr(STATUS_TYPE, rest) else {
                 break;
             };
@@ -46,9 +45,8 @@ impl StatusScanner {
                 pos = start + 1;
                 continue;
             }
-            let msg_bytes: Option<&[u8; STATUS_LEN]> = candidate
-                .get(..STATUS_LEN)
-                .and_then(|s| s.try_into().ok());
+            let msg_bytes: Option<&[u8; STATUS_LEN]> =
+                candidate.get(..STATUS_LEN).and_then(|s| s.try_into().ok());
             match msg_bytes.and_then(StatusMessage::decode) {
                 Some(msg) => {
                     on_message(msg);
