@@ -558,6 +558,38 @@ mod tests {
     }
 
     #[test]
+    fn jump_of_exactly_window_is_held_then_counted() {
+        let w = SEQ_WINDOW as u32;
+        let (c, t) = run(&[0, w, w + 1]);
+        assert_eq!(c, counts(3, u64::from(w - 1), 0, 0));
+        assert_eq!(t.discarded(), 0);
+    }
+
+    #[test]
+    fn jump_confirmed_by_a_reordered_successor() {
+        // After an outage the first two datagrams arrive swapped.
+        let (c, t) = run(&[0, 1, 20_000, 19_999, 20_001]);
+        assert_eq!(c, counts(5, 19_997, 1, 0));
+        assert_eq!(t.discarded(), 0);
+    }
+
+    #[test]
+    fn totals_equal_intervals_plus_finish() {
+        let mut t = SeqTracker::new();
+        let mut sum = LossCounts::default();
+        for s in [5u32, 6, 8, 8, 7, 20, 9, 30_000, 30_001, 12] {
+            t.record(s);
+            sum.add(&t.take_interval());
+        }
+        sum.add(&t.finish());
+        assert_eq!(sum, t.totals());
+        assert_eq!(t.take_interval(), LossCounts::default());
+        // 10..=19 and 21..=29_999 never arrived except 12, which came after its loss.
+        assert_eq!(t.totals().lost, 10 + (29_999 - 21 + 1));
+        assert_eq!(t.late_after_loss(), 1);
+    }
+
+    #[test]
     fn expire_declares_early_and_finally() {
         let mut t = SeqTracker::new();
         for s in [0u32, 2, 3, 4] {
