@@ -27,8 +27,7 @@ impl StatusScanner {
             return;
         }
         let mut pos = self.scan_carry(data, &mut on_message);
-        loop {
-            let Some(rest) = data.get(pos..) else { break };
+        while let Some(rest) = data.get(pos..) {
             let Some(found) = memchr::memchr(STATUS_TYPE, rest) else {
                 break;
             };
