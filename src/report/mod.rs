@@ -1,4 +1,7 @@
 //! What leaves the program: interval lines and summaries on stdout, and the machine-readable
 //! sinks (CSV, JSON, syslog).
 
+pub mod csv;
+pub mod json;
+pub mod syslog;
 pub mod text;

@@ -1,4 +1,8 @@
 //! The operating-system facilities we need, each a few lines over `libc`.
 
+pub mod clock;
+pub mod cpu;
 pub mod random;
 pub mod signal;
+pub mod sockopt;
+pub mod tcp_info;

@@ -1,0 +1,80 @@
+//! Socket options that std does not expose.
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// Asks the kernel for send and/or receive buffers of the given sizes (`SO_SNDBUF`,
+/// `SO_RCVBUF`); `None` leaves that one alone. High-rate tests need more than the defaults,
+/// but the kernel may clamp or double the value, so the result is advisory: both options are
+/// always attempted, and the first error is returned for the caller to log or ignore.
+pub fn set_buffer_sizes(fd: RawFd, send: Option<usize>, recv: Option<usize>) -> io::Result<()> {
+    let mut first_err = None;
+    for (opt, size) in [(libc::SO_SNDBUF, send), (libc::SO_RCVBUF, recv)] {
+        if let Some(size) = size {
+            if let Err(e) = set_int(fd, opt, size) {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+fn set_int(fd: RawFd, opt: libc::c_int, value: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(value).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the option value is a valid c_int and the length is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    fn get_int(fd: RawFd, opt: libc::c_int) -> libc::c_int {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `value` is a writable c_int and `len` its size.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        value
+    }
+
+    #[test]
+    fn sets_both_buffers() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = sock.as_raw_fd();
+        set_buffer_sizes(fd, Some(64 * 1024), Some(96 * 1024)).unwrap();
+        // Linux doubles the value for bookkeeping; others store it as given or clamp it.
+        assert!(get_int(fd, libc::SO_SNDBUF) >= 32 * 1024);
+        assert!(get_int(fd, libc::SO_RCVBUF) >= 48 * 1024);
+        set_buffer_sizes(fd, None, None).unwrap();
+    }
+
+    #[test]
+    fn bad_descriptor_is_an_error() {
+        assert!(set_buffer_sizes(-1, Some(4096), None).is_err());
+        assert!(set_buffer_sizes(-1, None, None).is_ok());
+    }
+}
