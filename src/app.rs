@@ -97,6 +97,7 @@ fn run_server(args: &Args) -> Result<u8, UsageError> {
     if let Some(n) = args.max_sessions {
         cfg.max_sessions = n;
     }
+    cfg.udp_port_base = args.udp_port_base;
     let stop = match sys::signal::install() {
         Ok(rx) => rx,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! The client: connect, handshake, join secondary connections, run the engine, print.
 
 mod output;
+mod udp;
 
 pub use output::TextOutput;
 
@@ -195,9 +196,16 @@ pub fn run(
             cpu,
             on_interval,
         ),
-        Protocol::Udp => Err(ClientError::Unsupported(
-            "UDP tests are not implemented yet".into(),
-        )),
+        Protocol::Udp => udp::run(
+            cfg,
+            &cmd,
+            primary,
+            addr,
+            established,
+            stop,
+            cpu,
+            on_interval,
+        ),
     }
 }
 

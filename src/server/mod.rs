@@ -6,6 +6,7 @@
 
 mod deadline;
 pub mod registry;
+pub mod udp;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -53,6 +54,8 @@ pub struct ServerConfig {
     pub join_wait: Duration,
     /// Time running sessions get to end after a shutdown request.
     pub drain_timeout: Duration,
+    /// First UDP data port; each concurrent UDP session takes the next free one.
+    pub udp_port_base: u16,
 }
 
 impl ServerConfig {
@@ -68,6 +71,7 @@ impl ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             join_wait: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(3),
+            udp_port_base: crate::proto::DEFAULT_UDP_PORT_BASE,
         }
     }
 }
@@ -127,6 +131,7 @@ struct Shared {
     shutdown_tx: Mutex<Option<Sender<()>>>,
     shutdown_rx: Receiver<()>,
     sessions_total: AtomicUsize,
+    udp_ports: udp::UdpPorts,
 }
 
 /// A bound server, ready to serve.
@@ -191,6 +196,7 @@ fn unspecified_to_loopback(addr: SocketAddr) -> SocketAddr {
 impl Server {
     /// Binds the configured listeners.
     pub fn bind(cfg: ServerConfig) -> io::Result<Server> {
+        let udp_port_base = cfg.udp_port_base;
         let mut listeners = Vec::new();
         for ip in [cfg.listen4, cfg.listen6].into_iter().flatten() {
             let addr = SocketAddr::new(ip, cfg.port);
@@ -209,6 +215,7 @@ impl Server {
                 shutdown_tx: Mutex::new(Some(shutdown_tx)),
                 shutdown_rx,
                 sessions_total: AtomicUsize::new(0),
+                udp_ports: udp::UdpPorts::new(udp_port_base),
             }),
             listeners,
         })
@@ -381,10 +388,6 @@ fn primary(
         );
         return;
     };
-    if cmd.protocol == Protocol::Udp {
-        log!(0, "{peer}: refused: UDP tests are not supported yet");
-        return;
-    }
     let who = match hs::authenticate(&mut io, shared.cfg.auth.as_ref(), &mut fill_random) {
         Ok(who) => who,
         Err(e) => {
@@ -400,7 +403,19 @@ fn primary(
         None
     };
     let token = joins.as_ref().map_or(0, |(t, _)| *t);
-    if let Err(e) = hs::accept(&mut io, token, None) {
+    let udp = if cmd.protocol == Protocol::Udp {
+        match udp::prepare(&shared.udp_ports, &cmd, peer) {
+            Ok(prepared) => Some(prepared),
+            Err(e) => {
+                log!(0, "{peer}: refused: {e}");
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let udp_port = udp.as_ref().map(|u| u.port());
+    if let Err(e) = hs::accept(&mut io, token, udp_port) {
         log!(0, "{peer}: dropped: {e}");
         if token != 0 {
             shared.registry.remove(token);
@@ -440,11 +455,26 @@ fn primary(
         user_suffix(&who)
     );
     let connections = streams.len();
-    match run_tcp_session(shared, &cmd, streams, peer) {
+    let outcome = match udp {
+        Some(prepared) => udp::run_session(
+            prepared,
+            &cmd,
+            stream_of(streams),
+            peer,
+            shared.shutdown_rx.clone(),
+        ),
+        None => run_tcp_session(shared, &cmd, streams, peer),
+    };
+    match outcome {
         Ok(outcome) => log_session_end(id, peer, &cmd, connections, &who, &outcome),
         Err(e) => log_error!("{peer}: session {id} could not start: {e}"),
     }
     drop(session_slot);
+}
+
+/// The control connection of a UDP test (the only connection it has).
+fn stream_of(mut streams: Vec<TcpStream>) -> TcpStream {
+    streams.swap_remove(0)
 }
 
 fn user_suffix(who: &Authenticated) -> String {
