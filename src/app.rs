@@ -167,7 +167,8 @@ fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
     };
     let mut output = TextOutput::new(cfg.direction, args.udp, args.quiet, args.per_stream)
         .with_timestamps(args.timestamps);
-    let mut cpu = || None;
+    let mut sampler = sys::cpu::CpuSampler::new();
+    let mut cpu = move || sampler.as_mut().and_then(|s| s.sample());
     let result = client::run(&cfg, stop.as_ref(), &mut cpu, &mut |iv| output.interval(iv));
     match result {
         Ok(report) => {

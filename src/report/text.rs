@@ -104,12 +104,7 @@ pub fn summary_line(dir: Dir, bytes: u64, elapsed: Duration) -> String {
 
 /// Local wall-clock time for `--timestamps`, `hh:mm:ss`.
 pub fn clock_prefix() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let day = secs % 86_400;
-    format!("{:02}:{:02}:{:02}", day / 3600, day / 60 % 60, day % 60)
+    crate::sys::clock::local_now().time_of_day()
 }
 
 #[cfg(test)]

@@ -132,6 +132,7 @@ struct Shared {
     shutdown_rx: Receiver<()>,
     sessions_total: AtomicUsize,
     udp_ports: udp::UdpPorts,
+    cpu: Arc<crate::sys::cpu::SharedCpu>,
 }
 
 /// A bound server, ready to serve.
@@ -205,6 +206,7 @@ impl Server {
             listeners.push(listener);
         }
         let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(0);
+        let cpu = crate::sys::cpu::SharedCpu::start(shutdown_rx.clone());
         Ok(Server {
             shared: Arc::new(Shared {
                 cfg,
@@ -216,6 +218,7 @@ impl Server {
                 shutdown_rx,
                 sessions_total: AtomicUsize::new(0),
                 udp_ports: udp::UdpPorts::new(udp_port_base),
+                cpu,
             }),
             listeners,
         })
@@ -523,7 +526,8 @@ fn run_tcp_session(
         };
         session.add_tcp(stream, send, receive)?;
     }
-    let mut cpu = || None;
+    let cpu_source = shared.cpu.clone();
+    let mut cpu = move || cpu_source.get();
     Ok(session.run(
         RunOptions {
             deadline: None,
@@ -560,4 +564,17 @@ fn log_session_end(
         format_rate(bits_per_second(outcome.rx_bytes, outcome.elapsed)),
         outcome.reason.describe()
     );
+    if crate::log::enabled(1) && outcome.per_stream.len() > 1 {
+        let streams: Vec<String> = outcome
+            .per_stream
+            .iter()
+            .enumerate()
+            .map(|(i, (tx, rx))| format!("#{}={tx}/{rx}", i + 1))
+            .collect();
+        log!(
+            1,
+            "{peer}: session {id} streams tx/rx: {}",
+            streams.join(" ")
+        );
+    }
 }

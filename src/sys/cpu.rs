@@ -386,3 +386,52 @@ mod tests {
         assert!(after > before, "{before:?} -> {after:?}");
     }
 }
+
+/// The machine's CPU load, sampled by one background thread once a second and read by any
+/// number of sessions: several sessions sampling the same counters themselves would each see
+/// only the slice since the other's sample.
+#[derive(Debug)]
+pub struct SharedCpu {
+    load: std::sync::atomic::AtomicU8,
+}
+
+impl SharedCpu {
+    const UNKNOWN: u8 = u8::MAX;
+
+    /// Starts the sampling thread; it ends when `stop` is disconnected. Returns a reader whose
+    /// value is `None` where the platform has no sampler.
+    pub fn start(stop: crossbeam_channel::Receiver<()>) -> std::sync::Arc<SharedCpu> {
+        let shared = std::sync::Arc::new(SharedCpu {
+            load: std::sync::atomic::AtomicU8::new(Self::UNKNOWN),
+        });
+        if let Some(mut sampler) = CpuSampler::new() {
+            let writer = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("btest-cpu".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                        stop.recv_timeout(Duration::from_secs(1))
+                    {
+                        if let Some(load) = sampler.sample() {
+                            writer
+                                .load
+                                .store(load, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                crate::log_error!("cannot start the CPU sampler: {e}");
+            }
+        }
+        shared
+    }
+
+    /// The last sampled load.
+    pub fn get(&self) -> Option<u8> {
+        match self.load.load(std::sync::atomic::Ordering::Relaxed) {
+            Self::UNKNOWN => None,
+            load => Some(load),
+        }
+    }
+}

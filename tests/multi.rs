@@ -1,0 +1,178 @@
+//! Multi-connection TCP, IPv6, and server limits, end to end.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+/// Per-stream tx/rx bytes from the server's `-v` session-end line.
+fn server_streams(server: &TestServer, session: usize) -> Vec<(u64, u64)> {
+    let line = server.wait_for_log(
+        &format!("session {session} streams tx/rx:"),
+        Duration::from_secs(10),
+    );
+    line.split("tx/rx:")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(|w| {
+            let (_, v) = w.split_once('=').unwrap();
+            let (tx, rx) = v.split_once('/').unwrap();
+            (tx.parse().unwrap(), rx.parse().unwrap())
+        })
+        .collect()
+}
+
+fn multi(server: &TestServer, session: usize, n: usize, dir: &[&str]) {
+    let n_s = n.to_string();
+    let mut args = vec!["-d", "2", "--connections", &n_s, "--per-stream"];
+    args.extend_from_slice(dir);
+    let out = client(server.port, &args);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lines = parse(&out.stdout);
+    let streams = server_streams(server, session);
+    assert_eq!(streams.len(), n, "server saw {streams:?}");
+    for (i, (tx, rx)) in streams.iter().enumerate() {
+        if dir.contains(&"-r") {
+            assert!(*tx > 0, "connection {} sent nothing: {streams:?}", i + 1);
+        }
+        if dir.contains(&"-t") {
+            assert!(
+                *rx > 0,
+                "connection {} received nothing: {streams:?}",
+                i + 1
+            );
+        }
+    }
+    for d in ["TX", "RX"] {
+        if summary(&lines, d).is_some() {
+            assert_consistent(&lines, d);
+            let per: Vec<_> = lines
+                .iter()
+                .filter(|l| l.dir == d && l.index == Some(1) && l.stream.is_some())
+                .collect();
+            assert_eq!(per.len(), n, "per-stream lines for interval 1");
+            let sum: u64 = per.iter().map(|l| l.bytes).sum();
+            assert_eq!(
+                sum,
+                intervals(&lines, d)[0].bytes,
+                "per-stream lines add up"
+            );
+        }
+    }
+}
+
+#[test]
+fn four_and_twenty_connections_in_each_direction() {
+    let server = TestServer::start(&["-v"]);
+    multi(&server, 1, 4, &["-r"]);
+    multi(&server, 2, 4, &["-t"]);
+    multi(&server, 3, 4, &["-t", "-r"]);
+    multi(&server, 4, 20, &["-r"]);
+    multi(&server, 5, 20, &["-t"]);
+    multi(&server, 6, 20, &["-t", "-r"]);
+}
+
+#[test]
+fn multi_connection_with_md5() {
+    let server = TestServer::start(&["-v", "-a", "u", "-p", "p"]);
+    let out = client(
+        server.port,
+        &["-r", "-d", "1", "--connections", "3", "-a", "u", "-p", "p"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(server_streams(&server, 1).len(), 3);
+}
+
+#[test]
+fn wrong_token_is_refused_while_the_real_session_runs() {
+    let server = TestServer::start(&["-v"]);
+    let port = server.port.to_string();
+    let child = std::process::Command::new(BTEST)
+        .args([
+            "-c",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-r",
+            "-d",
+            "3",
+            "--connections",
+            "4",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    server.wait_for_log("session 1 start", Duration::from_secs(5));
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let mut hello = [0u8; 4];
+    s.read_exact(&mut hello).unwrap();
+    s.write_all(&btest_rs::proto::encode_join(0x0202)).unwrap();
+    server.wait_for_log("unknown session token 0x0202", Duration::from_secs(5));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_consistent(&parse(&out.stdout), "RX");
+    assert_eq!(server_streams(&server, 1).len(), 4);
+}
+
+#[test]
+fn idle_connections_do_not_stop_a_test() {
+    let server = TestServer::start(&[]);
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+        .collect();
+    let out = client(server.port, &["-t", "-r", "-d", "1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_consistent(&parse(&out.stdout), "RX");
+    drop(idle);
+}
+
+#[test]
+fn max_sessions_refuses_then_serves() {
+    let server = TestServer::start(&["--max-sessions", "1"]);
+    let port = server.port.to_string();
+    let first = std::process::Command::new(BTEST)
+        .args(["-c", "127.0.0.1", "-P", &port, "-r", "-d", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    server.wait_for_log("session 1 start", Duration::from_secs(5));
+    let refused = client(server.port, &["-r", "-d", "1"]);
+    assert_eq!(code(&refused), 1, "second test should be refused");
+    server.wait_for_log("max-sessions (1) reached", Duration::from_secs(5));
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0);
+    server.wait_for_log("session 1 end", Duration::from_secs(5));
+    let out = client(server.port, &["-r", "-d", "1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+#[test]
+fn ipv6_loopback() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        println!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    let server = TestServer::start_raw(&["-s", "-P", "0", "--listen", "none", "--listen6", "::1"]);
+    let port = server.port.to_string();
+    for host in ["::1", "[::1]", "localhost"] {
+        if host == "localhost"
+            && !std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 1))
+                .map(|mut a| a.any(|a| a.is_ipv6()))
+                .unwrap_or(false)
+        {
+            continue;
+        }
+        let out = std::process::Command::new(BTEST)
+            .args(["-c", host, "-P", &port, "-t", "-r", "-d", "1"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{host}: {}", stderr(&out));
+        assert_consistent(&parse(&out.stdout), "RX");
+    }
+}
