@@ -1,1 +1,191 @@
-fn main() {}
+//! Whole-test TCP benchmarks: our client against our server over loopback, and iperf3 in the
+//! same run so the ratio means something. Prints one `bench=<name> value=<n> unit=<u>` line per
+//! figure. `BENCH_SECS` (default 10) sets the length of each test.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use btest_rs::proto::{StatusMessage, StatusScanner};
+
+const BTEST: &str = env!("CARGO_BIN_EXE_btest");
+
+fn report(name: &str, value: f64, unit: &str) {
+    println!("bench={name} value={value:.2} unit={unit}");
+}
+
+/// CPU time (user + system) of all waited-for children so far.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct we own.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+fn secs() -> u64 {
+    std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(2000)
+}
+
+struct Server(std::process::Child);
+
+impl Server {
+    fn start(port: u16) -> Server {
+        let child = Command::new(BTEST)
+            .args(["-s", "-q", "--listen", "127.0.0.1", "-P", &port.to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start server");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server(child)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Bytes per direction from the client's `[ avg]` lines.
+fn summary_bytes(stdout: &str, dir: &str) -> u64 {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("[ avg]") && l.contains(dir))
+        .and_then(|l| l.split('(').nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs one btest client test; returns (tx bytes, rx bytes, seconds, cpu of both processes).
+fn btest_run(args: &[&str]) -> (u64, u64, f64, Duration) {
+    let port = free_port();
+    let cpu_before = children_cpu();
+    let server = Server::start(port);
+    let d = secs().to_string();
+    let start = Instant::now();
+    let out = Command::new(BTEST)
+        .args(["-c", "127.0.0.1", "-P", &port.to_string(), "-d", &d, "-q"])
+        .args(args)
+        .output()
+        .expect("run client");
+    let elapsed = start.elapsed().as_secs_f64().min(secs() as f64);
+    drop(server);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    (
+        summary_bytes(&stdout, "TX"),
+        summary_bytes(&stdout, "RX"),
+        elapsed,
+        children_cpu() - cpu_before,
+    )
+}
+
+fn mbps(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 * 8.0 / secs / 1e6
+}
+
+fn cpu_s_per_gb(cpu: Duration, bytes: u64) -> f64 {
+    cpu.as_secs_f64() / (bytes as f64 / 1e9).max(1e-9)
+}
+
+fn tcp() {
+    let (_, rx, s, cpu) = btest_run(&["-r"]);
+    report("tcp_rx_mbps", mbps(rx, s), "Mbps");
+    report("tcp_cpu_s_per_gb", cpu_s_per_gb(cpu, rx), "s/GB");
+    let (tx, _, s, _) = btest_run(&["-t"]);
+    report("tcp_tx_mbps", mbps(tx, s), "Mbps");
+    let (tx, rx, s, _) = btest_run(&["-t", "-r"]);
+    report("tcp_both_mbps", mbps(tx + rx, s), "Mbps");
+    let (_, rx, s, _) = btest_run(&["-r", "-b", "500M"]);
+    let achieved = mbps(rx, s);
+    report("tcp_rate_error_pct", (achieved - 500.0).abs() / 500.0 * 100.0, "%");
+    let (_, rx, s, _) = btest_run(&["-r", "--connections", "4"]);
+    report("tcp_4conn_mbps", mbps(rx, s), "Mbps");
+}
+
+fn iperf3() {
+    if Command::new("iperf3").arg("--version").output().is_err() {
+        println!("# iperf3 not installed: no peer figures (apt-get install iperf3)");
+        return;
+    }
+    let port = free_port().to_string();
+    let cpu_before = children_cpu();
+    let mut server = Command::new("iperf3")
+        .args(["-s", "-1", "-p", &port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("iperf3 -s");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new("iperf3")
+        .args(["-c", "127.0.0.1", "-p", &port, "-t", &secs().to_string(), "-J"])
+        .output()
+        .expect("iperf3 -c");
+    let _ = server.wait();
+    let cpu = children_cpu() - cpu_before;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let received = &json["end"]["sum_received"];
+    let bytes = received["bytes"].as_u64().unwrap_or(0);
+    let seconds = received["seconds"].as_f64().unwrap_or(secs() as f64);
+    report("iperf3_tcp_mbps", mbps(bytes, seconds), "Mbps");
+    report("iperf3_cpu_s_per_gb", cpu_s_per_gb(cpu, bytes), "s/GB");
+}
+
+fn status_scan() {
+    // 64 MiB of zeros with a status message every 32 KiB, fed in 64 KiB reads.
+    let mut data = vec![0u8; 64 << 20];
+    let msg = StatusMessage {
+        cpu: 10,
+        seq: 1,
+        bytes_received: 1000,
+    }
+    .encode();
+    for chunk in data.chunks_mut(32 << 10) {
+        chunk[100..112].copy_from_slice(&msg);
+    }
+    let mut found = 0usize;
+    let rounds = 8;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let mut scanner = StatusScanner::new();
+        for read in data.chunks(64 << 10) {
+            scanner.feed(std::hint::black_box(read), |_| found += 1);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(found, rounds * 2048);
+    report(
+        "status_scan_gbps",
+        (data.len() * rounds) as f64 * 8.0 / secs / 1e9,
+        "Gbps",
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    status_scan();
+    tcp();
+    iperf3();
+}
