@@ -60,7 +60,8 @@ pub fn verify(
     let expected = client_response(user, password, challenge);
     let name_ok = super::ct_eq(
         response_user(response),
-        user.get(..user.len().min(USER_FIELD_LEN)).unwrap_or_default(),
+        user.get(..user.len().min(USER_FIELD_LEN))
+            .unwrap_or_default(),
     );
     let hash_ok = super::ct_eq(
         response.get(..16).unwrap_or_default(),

@@ -327,10 +327,7 @@ mod tests {
             [1, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             "token 01 02 looks like a TCP receive command but for byte 2"
         );
-        assert_eq!(
-            decode_request(&join),
-            Ok(Request::Join { token: 0x0102 })
-        );
+        assert_eq!(decode_request(&join), Ok(Request::Join { token: 0x0102 }));
     }
 
     #[test]

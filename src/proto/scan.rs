@@ -46,9 +46,8 @@ impl StatusScanner {
                 pos = start + 1;
                 continue;
             }
-            let msg_bytes: Option<&[u8; STATUS_LEN]> = candidate
-                .get(..STATUS_LEN)
-                .and_then(|s| s.try_into().ok());
+            let msg_bytes: Option<&[u8; STATUS_LEN]> =
+                candidate.get(..STATUS_LEN).and_then(|s| s.try_into().ok());
             match msg_bytes.and_then(StatusMessage::decode) {
                 Some(msg) => {
                     on_message(msg);
