@@ -59,7 +59,7 @@ impl Fe {
     }
 
     /// The canonical value (0 ≤ v < p) as exactly 32 big-endian bytes, zero-padded on the left.
-    pub(crate) fn to_be_bytes(&self) -> [u8; 32] {
+    pub(crate) fn to_be_bytes(self) -> [u8; 32] {
         let Fe([mut l0, mut l1, mut l2, mut l3, mut l4]) = Fe::carry(self.0);
         // The value is now below 2p. q = 1 exactly when value + 19 reaches 2^255, i.e. ≥ p.
         let mut q = (l0 + 19) >> 51;
@@ -402,7 +402,7 @@ impl Jacobian {
     }
 
     /// Back to affine with one inversion; None for the point at infinity.
-    pub(crate) fn to_affine(&self) -> Option<Affine> {
+    pub(crate) fn to_affine(self) -> Option<Affine> {
         if self.is_infinity() {
             return None;
         }
