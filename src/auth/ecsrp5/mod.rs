@@ -371,7 +371,7 @@ pub fn client_handshake<S: Read + Write>(
     password: &[u8],
     random: &mut dyn FnMut(&mut [u8]),
 ) -> Result<(), EcSrp5Error> {
-    // Check the name before spending a key on it.
+    // An unsendable name is reported by client_msg1, before anything is written.
     let key = draw_key(random, &mut srp::client_key)?;
     let msg1 = srp::client_msg1(user, key.public())?;
     write_frame(stream, &msg1)?;
