@@ -118,7 +118,11 @@ fn tcp() {
     report("tcp_both_mbps", mbps(tx + rx, s), "Mbps");
     let (_, rx, s, _) = btest_run(&["-r", "-b", "500M"]);
     let achieved = mbps(rx, s);
-    report("tcp_rate_error_pct", (achieved - 500.0).abs() / 500.0 * 100.0, "%");
+    report(
+        "tcp_rate_error_pct",
+        (achieved - 500.0).abs() / 500.0 * 100.0,
+        "%",
+    );
     let (_, rx, s, _) = btest_run(&["-r", "--connections", "4"]);
     report("tcp_4conn_mbps", mbps(rx, s), "Mbps");
 }
@@ -138,7 +142,15 @@ fn iperf3() {
         .expect("iperf3 -s");
     std::thread::sleep(Duration::from_millis(300));
     let out = Command::new("iperf3")
-        .args(["-c", "127.0.0.1", "-p", &port, "-t", &secs().to_string(), "-J"])
+        .args([
+            "-c",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            &secs().to_string(),
+            "-J",
+        ])
         .output()
         .expect("iperf3 -c");
     let _ = server.wait();

@@ -193,3 +193,33 @@ fn server_sigterm_exits_0() {
     let status = server.terminate();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn ecsrp5_right_wrong_and_unknown_user() {
+    let server = TestServer::start(&["-a", "admin", "-p", "pw", "--ecsrp5"]);
+    let lines = run_ok(&server, &["-r", "-d", "1", "-a", "admin", "-p", "pw"]);
+    assert_consistent(&lines, "RX");
+    let out = client(server.port, &["-r", "-d", "1", "-a", "admin", "-p", "bad"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let out = client(server.port, &["-r", "-d", "1", "-a", "nobody", "-p", "pw"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    server.wait_for_log(
+        "ecsrp5 authentication failed for user 'nobody'",
+        Duration::from_secs(5),
+    );
+    let lines = run_ok(
+        &server,
+        &[
+            "-t",
+            "-d",
+            "1",
+            "-a",
+            "admin",
+            "-p",
+            "pw",
+            "--connections",
+            "2",
+        ],
+    );
+    assert_consistent(&lines, "TX");
+}
