@@ -193,11 +193,110 @@ fn status_scan() {
     );
 }
 
+/// From writing the last join of a 2-connection receive test to the first data byte on the
+/// primary: the server's join handling, wake-up of the waiting primary and session start.
+fn join_latency() {
+    use btest_rs::proto::{Command, Direction, Payload, Protocol, encode_join};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let port = free_port();
+    let _server = Server::start(port);
+    let cmd = Command {
+        protocol: Protocol::Tcp,
+        direction: Direction::ServerTx,
+        payload: Payload::Zeros,
+        tcp_conn_count: 2,
+        tx_size: 32768,
+        client_buf_size: 0,
+        remote_tx_speed: 0,
+        local_tx_speed: 0,
+    };
+    let mut samples = Vec::new();
+    for _ in 0..100 {
+        let mut primary = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        primary.set_nodelay(true).ok();
+        let mut buf = [0u8; 4];
+        primary.read_exact(&mut buf).expect("hello");
+        primary.write_all(&cmd.encode()).expect("command");
+        primary.read_exact(&mut buf).expect("ok");
+        let token = u16::from_be_bytes([buf[1], buf[2]]);
+        let mut second = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        second.set_nodelay(true).ok();
+        second.read_exact(&mut buf).expect("hello");
+        let start = Instant::now();
+        second.write_all(&encode_join(token)).expect("join");
+        let mut byte = [0u8; 1];
+        primary.read_exact(&mut byte).expect("data");
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    report(
+        "join_latency_us",
+        samples[samples.len() / 2].as_secs_f64() * 1e6,
+        "us",
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Server memory idle and per session, with 20 rate-limited receive tests running.
+fn server_rss() {
+    let port = free_port();
+    let server = Server::start(port);
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = rss_kib(server.0.id());
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            Command::new(BTEST)
+                .args([
+                    "-c",
+                    "127.0.0.1",
+                    "-P",
+                    &port.to_string(),
+                    "-r",
+                    "-b",
+                    "1M",
+                    "-d",
+                    "4",
+                    "-q",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("client")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let busy = rss_kib(server.0.id());
+    for mut c in clients {
+        let _ = c.wait();
+    }
+    report("server_rss_kib_idle", idle as f64, "KiB");
+    report(
+        "server_rss_kib_per_session",
+        busy.saturating_sub(idle) as f64 / 20.0,
+        "KiB",
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     status_scan();
+    join_latency();
+    server_rss();
     tcp();
     iperf3();
 }
