@@ -270,6 +270,7 @@ fn run_tcp(
             status_out: StatusOut::None,
             cpu,
             external_stop: None,
+            policy_stop: None,
         },
         on_interval,
     );

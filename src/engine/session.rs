@@ -42,8 +42,10 @@ pub enum EndReason {
     Interrupted,
     /// The primary connection ended (peer closed, stalled or failed).
     Stream(StreamEnd),
-    /// Asked to stop from outside (server shutdown, budget spent).
+    /// Asked to stop from outside (server shutdown).
     Stopped,
+    /// Stopped by the server's policy (byte budget spent, time limit).
+    Policy,
 }
 
 impl EndReason {
@@ -61,6 +63,7 @@ impl EndReason {
             EndReason::Duration => "duration reached".into(),
             EndReason::Interrupted => "interrupted".into(),
             EndReason::Stopped => "stopped".into(),
+            EndReason::Policy => "stopped by policy".into(),
             EndReason::Stream(StreamEnd::PeerClosed) => "peer closed the connection".into(),
             EndReason::Stream(StreamEnd::Stalled) => "peer stalled".into(),
             EndReason::Stream(StreamEnd::Stopped) => "stopped".into(),
@@ -117,6 +120,9 @@ pub struct RunOptions<'a> {
     /// Stops the test from another thread (server shutdown, budget): any message or
     /// disconnection ends it.
     pub external_stop: Option<Receiver<()>>,
+    /// Stops the test for a policy reason (a budget checked in `on_interval`, which may send
+    /// here to end the test before the next interval).
+    pub policy_stop: Option<Receiver<()>>,
 }
 
 /// Totals of a finished test.
@@ -250,6 +256,10 @@ impl Session {
             .external_stop
             .take()
             .unwrap_or_else(crossbeam_channel::never);
+        let policy = opts
+            .policy_stop
+            .take()
+            .unwrap_or_else(crossbeam_channel::never);
         let start = Instant::now();
         let mut last_tick = start;
         let mut live = self.threads.len();
@@ -274,6 +284,7 @@ impl Session {
                 }
                 recv(stop) -> _ => break EndReason::Interrupted,
                 recv(external) -> _ => break EndReason::Stopped,
+                recv(policy) -> _ => break EndReason::Policy,
                 default(timeout) => {
                     let now = Instant::now();
                     // At the deadline the last interval is accounted after the threads have

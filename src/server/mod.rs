@@ -5,6 +5,7 @@
 //! [`Authenticator`](crate::handshake::server::Authenticator); the loop itself exists once.
 
 mod deadline;
+pub mod policy;
 pub mod registry;
 pub mod udp;
 
@@ -19,11 +20,14 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use self::deadline::DeadlineStream;
+use self::policy::{
+    Admission, AdmissionRequest, Refusal, RefusalKind, SessionSummary, Ticket, Verdict,
+};
 use self::registry::Registry;
 use crate::engine::tcp::{ReceivePlan, SendPlan};
 use crate::engine::{Outcome, RunOptions, Session, StatusOut, TestState};
 use crate::handshake::server::{self as hs, Authenticated, Authenticator};
-use crate::handshake::{AuthMethod, printable_user};
+use crate::handshake::{AuthMethod, HandshakeError, printable_user};
 use crate::proto::{Command, Protocol, Request};
 use crate::report::text::{bits_per_second, format_rate};
 use crate::{log, log_error};
@@ -43,6 +47,8 @@ pub struct ServerConfig {
     pub port: u16,
     /// Who may run tests.
     pub auth: Arc<dyn Authenticator>,
+    /// What they may do: budgets, limits, records.
+    pub admission: Arc<dyn Admission>,
     /// Concurrent tests allowed.
     pub max_sessions: usize,
     /// Connections allowed in the handshake phase at once; idle sockets beyond it are closed
@@ -66,6 +72,7 @@ impl ServerConfig {
             listen6,
             port,
             auth: Arc::new(hs::NoAuth),
+            admission: Arc::new(policy::Unlimited),
             max_sessions: 100,
             max_handshakes: 256,
             handshake_timeout: Duration::from_secs(10),
@@ -314,11 +321,11 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
 
 fn on_accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let Some(slot) = shared.handshakes.try_enter(shared.cfg.max_handshakes) else {
-        log!(
-            0,
-            "{peer}: refused: {} connections already in handshake",
+        let detail = format!(
+            "{} connections already in handshake",
             shared.cfg.max_handshakes
         );
+        refuse(shared, peer, RefusalKind::Other, detail);
         return;
     };
     let shared2 = shared.clone();
@@ -364,7 +371,7 @@ fn handle_connection(
                 log!(2, "{peer}: joined session {token:#06x}");
                 slot.deliver(stream);
             }
-            Err(refusal) => log!(0, "{peer}: refused: {refusal}"),
+            Err(refusal) => refuse(shared, peer, RefusalKind::Other, refusal.to_string()),
         },
         Request::Command(cmd) => primary(shared, stream, peer, cmd, handshake_slot),
     }
@@ -384,17 +391,30 @@ fn primary(
         return;
     }
     let Some(session_slot) = shared.sessions.try_enter(shared.cfg.max_sessions) else {
-        log!(
-            0,
-            "{peer}: refused: max-sessions ({}) reached",
-            shared.cfg.max_sessions
-        );
+        let detail = format!("max-sessions ({}) reached", shared.cfg.max_sessions);
+        refuse(shared, peer, RefusalKind::MaxSessions, detail);
         return;
     };
     let who = match hs::authenticate(&mut io, shared.cfg.auth.as_ref(), &mut fill_random) {
         Ok(who) => who,
         Err(e) => {
             log!(0, "{peer}: refused: {e}");
+            if let HandshakeError::AuthRejected { method, user } = &e {
+                shared.cfg.admission.auth_failed(peer, *method, user);
+            }
+            return;
+        }
+    };
+    let request = AdmissionRequest {
+        peer,
+        method: who.method,
+        user: &who.user,
+        cmd: &cmd,
+    };
+    let ticket = match shared.cfg.admission.admit(&request) {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            log!(0, "{peer}: refused: {refusal}");
             return;
         }
     };
@@ -458,6 +478,7 @@ fn primary(
         user_suffix(&who)
     );
     let connections = streams.len();
+    let mut ticket = ticket;
     let outcome = match udp {
         Some(prepared) => udp::run_session(
             prepared,
@@ -466,10 +487,16 @@ fn primary(
             peer,
             shared.shutdown_rx.clone(),
         ),
-        None => run_tcp_session(shared, &cmd, streams, peer),
+        None => run_tcp_session(shared, &cmd, streams, peer, ticket.as_mut()),
     };
     match outcome {
-        Ok(outcome) => log_session_end(id, peer, &cmd, connections, &who, &outcome),
+        Ok(outcome) => {
+            log_session_end(id, peer, &cmd, connections, &who, &outcome);
+            ticket.finish(&SessionSummary {
+                connections,
+                outcome: &outcome,
+            });
+        }
         Err(e) => log_error!("{peer}: session {id} could not start: {e}"),
     }
     drop(session_slot);
@@ -478,6 +505,14 @@ fn primary(
 /// The control connection of a UDP test (the only connection it has).
 fn stream_of(mut streams: Vec<TcpStream>) -> TcpStream {
     streams.swap_remove(0)
+}
+
+fn refuse(shared: &Shared, peer: SocketAddr, kind: RefusalKind, detail: String) {
+    log!(0, "{peer}: refused: {detail}");
+    shared
+        .cfg
+        .admission
+        .refused(peer, &Refusal { kind, detail });
 }
 
 fn user_suffix(who: &Authenticated) -> String {
@@ -497,6 +532,7 @@ fn run_tcp_session(
     cmd: &Command,
     streams: Vec<TcpStream>,
     peer: SocketAddr,
+    ticket: &mut dyn Ticket,
 ) -> io::Result<Outcome> {
     let dir = cmd.direction;
     let state = TestState::new(if dir.server_tx() {
@@ -528,15 +564,21 @@ fn run_tcp_session(
     }
     let cpu_source = shared.cpu.clone();
     let mut cpu = move || cpu_source.get();
+    let (policy_tx, policy_rx) = crossbeam_channel::bounded(1);
     Ok(session.run(
         RunOptions {
-            deadline: None,
+            deadline: ticket.max_duration().map(|d| Instant::now() + d),
             stop: None,
             status_out,
             cpu: &mut cpu,
             external_stop: Some(shared.shutdown_rx.clone()),
+            policy_stop: Some(policy_rx),
         },
-        |_| {},
+        |interval| {
+            if ticket.interval(interval) == Verdict::Stop {
+                let _ = policy_tx.try_send(());
+            }
+        },
     ))
 }
 
