@@ -55,5 +55,6 @@ where
                 crate::log_error!("thread {name} panicked: {what}");
             }
             on_exit(result.is_err());
+            crate::sys::alloc::release_unused_stack();
         })
 }

@@ -5,6 +5,7 @@
 //! [`Authenticator`](crate::handshake::server::Authenticator); the loop itself exists once.
 
 mod deadline;
+pub mod limits;
 pub mod policy;
 pub mod registry;
 pub mod udp;
@@ -20,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use self::deadline::DeadlineStream;
+use self::limits::{ConnLimits, ConnSlot};
 use self::policy::{
     Admission, AdmissionRequest, Refusal, RefusalKind, SessionSummary, Ticket, Verdict,
 };
@@ -54,6 +56,11 @@ pub struct ServerConfig {
     /// Connections allowed in the handshake phase at once; idle sockets beyond it are closed
     /// so they cannot pin threads.
     pub max_handshakes: usize,
+    /// TCP connections held at once, all peers together (each costs at most three threads).
+    pub max_connections: usize,
+    /// TCP connections held at once from one address: enough for a RouterOS test with the
+    /// largest connection count, low enough that one address cannot take the whole server.
+    pub max_connections_per_ip: usize,
     /// Time a connection has to finish hello, command and authentication.
     pub handshake_timeout: Duration,
     /// Time a multi-connection session waits for its secondary connections.
@@ -75,6 +82,8 @@ impl ServerConfig {
             admission: Arc::new(policy::Unlimited),
             max_sessions: 100,
             max_handshakes: 256,
+            max_connections: 2000,
+            max_connections_per_ip: 300,
             handshake_timeout: Duration::from_secs(10),
             join_wait: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(3),
@@ -130,7 +139,8 @@ impl Drop for GaugeGuard {
 
 struct Shared {
     cfg: ServerConfig,
-    registry: Registry,
+    registry: Registry<(TcpStream, ConnSlot)>,
+    limits: Arc<ConnLimits>,
     sessions: Arc<Gauge>,
     handshakes: Arc<Gauge>,
     shutting_down: AtomicBool,
@@ -204,7 +214,12 @@ fn unspecified_to_loopback(addr: SocketAddr) -> SocketAddr {
 impl Server {
     /// Binds the configured listeners.
     pub fn bind(cfg: ServerConfig) -> io::Result<Server> {
+        crate::sys::alloc::tune_for_server();
+        if let Some(limit) = limits::raise_open_files_limit() {
+            log!(2, "open files limit: {limit}");
+        }
         let udp_port_base = cfg.udp_port_base;
+        let limits = ConnLimits::new(cfg.max_connections, cfg.max_connections_per_ip);
         let mut listeners = Vec::new();
         for ip in [cfg.listen4, cfg.listen6].into_iter().flatten() {
             let addr = SocketAddr::new(ip, cfg.port);
@@ -218,6 +233,7 @@ impl Server {
             shared: Arc::new(Shared {
                 cfg,
                 registry: Registry::default(),
+                limits,
                 sessions: Arc::default(),
                 handshakes: Arc::default(),
                 shutting_down: AtomicBool::new(false),
@@ -320,6 +336,13 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
 }
 
 fn on_accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let conn = match shared.limits.acquire(peer.ip()) {
+        Ok(conn) => conn,
+        Err(refusal) => {
+            refuse(shared, peer, RefusalKind::Other, refusal.to_string());
+            return;
+        }
+    };
     let Some(slot) = shared.handshakes.try_enter(shared.cfg.max_handshakes) else {
         let detail = format!(
             "{} connections already in handshake",
@@ -334,11 +357,12 @@ fn on_accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         .stack_size(CONNECTION_STACK_SIZE)
         .spawn(move || {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                handle_connection(&shared2, stream, peer, slot)
+                handle_connection(&shared2, stream, conn, peer, slot)
             }));
             if result.is_err() {
                 log_error!("{peer}: connection thread panicked; session dropped");
             }
+            crate::sys::alloc::release_unused_stack();
         });
     if let Err(e) = spawned {
         log_error!("{peer}: cannot start a thread: {e}");
@@ -348,6 +372,7 @@ fn on_accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
 fn handle_connection(
     shared: &Arc<Shared>,
     stream: TcpStream,
+    conn: ConnSlot,
     peer: SocketAddr,
     handshake_slot: GaugeGuard,
 ) {
@@ -369,22 +394,28 @@ fn handle_connection(
                     return;
                 }
                 log!(2, "{peer}: joined session {token:#06x}");
-                slot.deliver(stream);
+                slot.deliver((stream, conn));
             }
             Err(refusal) => refuse(shared, peer, RefusalKind::Other, refusal.to_string()),
         },
-        Request::Command(cmd) => primary(shared, stream, peer, cmd, handshake_slot),
+        Request::Command(cmd) => {
+            let conns = vec![conn];
+            primary(shared, stream, conns, peer, cmd, deadline, handshake_slot)
+        }
     }
 }
 
+/// Runs a new test on its primary connection: admission, authentication, the OK, the wait
+/// for secondary connections, the session. `conns` holds the connection slots until it ends.
 fn primary(
     shared: &Arc<Shared>,
     stream: TcpStream,
+    mut conns: Vec<ConnSlot>,
     peer: SocketAddr,
     cmd: Command,
+    deadline: Instant,
     handshake_slot: GaugeGuard,
 ) {
-    let deadline = Instant::now() + shared.cfg.handshake_timeout;
     let mut io = DeadlineStream::new(&stream, deadline);
     if shared.shutting_down.load(Ordering::SeqCst) {
         log!(0, "{peer}: refused: server is shutting down");
@@ -452,7 +483,10 @@ fn primary(
         let wait_until = Instant::now() + shared.cfg.join_wait;
         while streams.len() < cmd.connection_count() {
             match joins.recv_deadline(wait_until) {
-                Ok(s) => streams.push(s),
+                Ok((s, conn)) => {
+                    streams.push(s);
+                    conns.push(conn);
+                }
                 Err(_) => break,
             }
         }

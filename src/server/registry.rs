@@ -7,20 +7,27 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::TcpStream;
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-struct Waiting {
+struct Waiting<T> {
     remaining: usize,
-    joins: Sender<TcpStream>,
+    joins: Sender<T>,
 }
 
-/// Live tokens of sessions that still accept joins.
-#[derive(Default)]
-pub struct Registry {
-    waiting: Mutex<HashMap<u16, Waiting>>,
+/// Live tokens of sessions that still accept joins; `T` is what a join hands over (the
+/// connection and what it holds).
+pub struct Registry<T> {
+    waiting: Mutex<HashMap<u16, Waiting<T>>>,
+}
+
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Registry {
+            waiting: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 /// Why a join was turned down.
@@ -42,19 +49,19 @@ impl fmt::Display for JoinRefusal {
 }
 
 /// A reserved place in a session; hand the connection over with [`Slot::deliver`].
-pub struct Slot {
-    joins: Sender<TcpStream>,
+pub struct Slot<T> {
+    joins: Sender<T>,
 }
 
-impl Slot {
+impl<T> Slot<T> {
     /// Gives the connection to the waiting primary (which may have given up meanwhile, in which
     /// case the connection is simply closed).
-    pub fn deliver(self, stream: TcpStream) {
-        let _ = self.joins.send(stream);
+    pub fn deliver(self, joined: T) {
+        let _ = self.joins.send(joined);
     }
 }
 
-impl Registry {
+impl<T> Registry<T> {
     /// Registers a session expecting `secondaries` more connections, with a fresh token whose
     /// bytes are both non-zero and at least 2 in the high byte (so the join's first bytes can
     /// never read as a command's protocol byte), unique among live sessions.
@@ -62,7 +69,7 @@ impl Registry {
         &self,
         secondaries: usize,
         random: &mut dyn FnMut(&mut [u8]),
-    ) -> (u16, Receiver<TcpStream>) {
+    ) -> (u16, Receiver<T>) {
         let (tx, rx) = crossbeam_channel::bounded(secondaries.max(1));
         let mut waiting = self.waiting.lock();
         let token = loop {
@@ -84,7 +91,7 @@ impl Registry {
     }
 
     /// Reserves a place in the session with `token`.
-    pub fn reserve(&self, token: u16) -> Result<Slot, JoinRefusal> {
+    pub fn reserve(&self, token: u16) -> Result<Slot<T>, JoinRefusal> {
         let mut waiting = self.waiting.lock();
         let entry = waiting
             .get_mut(&token)
@@ -120,7 +127,7 @@ mod tests {
 
     #[test]
     fn tokens_are_unique_and_well_formed() {
-        let reg = Registry::default();
+        let reg: Registry<()> = Registry::default();
         let mut n = 0u8;
         let mut counter = |b: &mut [u8]| {
             // Always the same bytes: forces the uniqueness loop to... never finish, so vary.
@@ -137,7 +144,7 @@ mod tests {
 
     #[test]
     fn full_and_unknown_are_refused() {
-        let reg = Registry::default();
+        let reg: Registry<()> = Registry::default();
         let (token, _rx) = reg.register(1, &mut |b| b.fill(0x42));
         assert!(reg.reserve(token).is_ok());
         assert_eq!(reg.reserve(token).err(), Some(JoinRefusal::Full(token)));

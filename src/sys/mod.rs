@@ -1,5 +1,6 @@
 //! The operating-system facilities we need, each a few lines over `libc`.
 
+pub mod alloc;
 pub mod clock;
 pub mod cpu;
 pub mod random;
