@@ -193,6 +193,14 @@ fn unspecified_to_loopback(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The wildcard address of `addr`'s family.
+fn unspecified_like(addr: SocketAddr) -> IpAddr {
+    match addr {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
 impl Server {
     /// Binds the configured listeners.
     pub fn bind(cfg: ServerConfig) -> io::Result<Server> {
@@ -404,7 +412,10 @@ fn primary(
     };
     let token = joins.as_ref().map_or(0, |(t, _)| *t);
     let udp = if cmd.protocol == Protocol::Udp {
-        match udp::prepare(&shared.udp_ports, &cmd, peer) {
+        let local = stream
+            .local_addr()
+            .map_or_else(|_| unspecified_like(peer), |a| a.ip());
+        match udp::prepare(&shared.udp_ports, &cmd, peer, local) {
             Ok(prepared) => Some(prepared),
             Err(e) => {
                 log!(0, "{peer}: refused: {e}");
