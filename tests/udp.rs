@@ -541,7 +541,53 @@ impl Drop for Netns {
     }
 }
 
-fn setup_lossy_pair(a: &str, b: &str) -> Result<Netns, String> {
+/// Where the 5 % loss is made, and the kernel counter that says how many it dropped.
+enum Dropper {
+    /// `tc netem loss 5%` on the client's veth, UDP only (a prio qdisc steers UDP to it).
+    Netem { ns: String },
+    /// An nftables rule in the server namespace's input hook dropping 1 UDP datagram in 20 at
+    /// random, for kernels without sch_netem. Input, not output: an output drop makes the
+    /// sender's `sendmmsg` fail with EPERM, and a sender that retries would hide the loss.
+    Nft { ns: String },
+}
+
+impl Dropper {
+    fn dropped(&self) -> u64 {
+        let number_after = |text: &str, key: &str| -> u64 {
+            text.split(key)
+                .nth(1)
+                .unwrap()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        match self {
+            Dropper::Netem { ns } => {
+                let out = sh(&["tc", "-n", ns, "-s", "qdisc", "show", "dev", "veth1"]).unwrap();
+                let netem = out.split("qdisc netem").nth(1).expect("netem qdisc stats");
+                number_after(netem, "dropped ")
+            }
+            Dropper::Nft { ns } => {
+                let out = sh(&[
+                    "ip", "netns", "exec", ns, "nft", "list", "table", "inet", "btloss",
+                ])
+                .unwrap();
+                number_after(&out, "counter packets ")
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Dropper::Netem { .. } => "netem",
+            Dropper::Nft { .. } => "nftables",
+        }
+    }
+}
+
+fn setup_lossy_pair(a: &str, b: &str) -> Result<(Netns, Dropper), String> {
     let guard = Netns(vec![a.to_string(), b.to_string()]);
     sh(&["ip", "netns", "add", a])?;
     sh(&["ip", "netns", "add", b])?;
@@ -556,30 +602,50 @@ fn setup_lossy_pair(a: &str, b: &str) -> Result<Netns, String> {
         sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
     }
     // Only UDP goes through netem: TCP control segments and ARP must not be in its drop count.
-    sh(&[
+    let netem = sh(&[
         "tc", "-n", b, "qdisc", "add", "dev", vb, "root", "handle", "1:", "prio",
-    ])?;
-    sh(&[
-        "tc", "-n", b, "qdisc", "add", "dev", vb, "parent", "1:3", "handle", "30:", "netem",
-        "loss", "5%",
-    ])?;
-    sh(&[
-        "tc", "-n", b, "filter", "add", "dev", vb, "protocol", "ip", "parent", "1:0", "prio", "1",
-        "u32", "match", "ip", "protocol", "17", "0xff", "flowid", "1:3",
-    ])?;
-    Ok(guard)
-}
-
-fn netem_dropped(ns: &str) -> u64 {
-    let out = sh(&["tc", "-n", ns, "-s", "qdisc", "show", "dev", "veth1"]).unwrap();
-    let netem = out.split("qdisc netem").nth(1).expect("netem qdisc stats");
-    let after = netem.split("dropped ").nth(1).unwrap();
-    after
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    ])
+    .and_then(|_| {
+        sh(&[
+            "tc", "-n", b, "qdisc", "add", "dev", vb, "parent", "1:3", "handle", "30:", "netem",
+            "loss", "5%",
+        ])
+    })
+    .and_then(|_| {
+        sh(&[
+            "tc", "-n", b, "filter", "add", "dev", vb, "protocol", "ip", "parent", "1:0", "prio",
+            "1", "u32", "match", "ip", "protocol", "17", "0xff", "flowid", "1:3",
+        ])
+    });
+    let netem_err = match netem {
+        Ok(_) => return Ok((guard, Dropper::Netem { ns: b.to_string() })),
+        Err(e) => e,
+    };
+    let _ = sh(&["tc", "-n", b, "qdisc", "del", "dev", vb, "root"]);
+    let nft = |args: &[&str]| {
+        let mut full = vec!["ip", "netns", "exec", a, "nft"];
+        full.extend_from_slice(args);
+        sh(&full)
+    };
+    nft(&["add", "table", "inet", "btloss"])
+        .and_then(|_| {
+            nft(&[
+                "add",
+                "chain",
+                "inet",
+                "btloss",
+                "in",
+                "{ type filter hook input priority 0; }",
+            ])
+        })
+        .and_then(|_| {
+            nft(&[
+                "add", "rule", "inet", "btloss", "in", "meta", "l4proto", "udp", "numgen",
+                "random", "mod", "20", "==", "0", "counter", "drop",
+            ])
+        })
+        .map_err(|e| format!("no netem ({netem_err}) and no nftables ({e})"))?;
+    Ok((guard, Dropper::Nft { ns: a.to_string() }))
 }
 
 /// UDP receive-buffer drops in a namespace (a reason for loss that netem does not count).
@@ -602,7 +668,7 @@ fn loss_is_counted_exactly_through_netem() {
     }
     let tag = std::process::id();
     let (a, b) = (format!("btudp-s{tag}"), format!("btudp-c{tag}"));
-    let _guard = match setup_lossy_pair(&a, &b) {
+    let (_guard, dropper) = match setup_lossy_pair(&a, &b) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("skipped: cannot build the namespace pair: {e}");
@@ -611,8 +677,9 @@ fn loss_is_counted_exactly_through_netem() {
     };
     let server = Server::start_with(&["ip", "netns", "exec", &a], 2001, &[]);
     let before = rcvbuf_errors(&a);
-    // The client in `b` transmits; netem on b's veth drops 5 % of its datagrams on their way
-    // to the server in `a`, which counts them from the sequence numbers.
+    // The client in `b` transmits; 5 % of its datagrams are dropped on their way to the server
+    // in `a` (netem on b's veth, or nftables on a's input), which counts them from the
+    // sequence numbers.
     let out = client_with(
         &["ip", "netns", "exec", &b],
         "10.201.0.1",
@@ -632,13 +699,17 @@ fn loss_is_counted_exactly_through_netem() {
             .unwrap()
     };
     let (received, ours) = (field("received"), field("lost"));
-    let kernel = netem_dropped(&b);
+    let kernel = dropper.dropped();
     let rcvbuf = rcvbuf_errors(&a) - before;
     eprintln!(
-        "netns loss: received {received}, ours {ours}, netem dropped {kernel}, \
-         receive-buffer drops {rcvbuf}"
+        "netns loss: received {received}, ours {ours}, {} dropped {kernel}, \
+         receive-buffer drops {rcvbuf}",
+        dropper.name()
     );
-    assert!(kernel > 100, "netem dropped too few to judge ({kernel})");
+    assert!(
+        kernel > 100,
+        "the kernel dropped too few to judge ({kernel})"
+    );
     // Exact, except that datagrams dropped after the last one that arrived cannot be told from
     // datagrams never sent (probability 5 % per datagram at the tail: a few at most).
     let expected = kernel + rcvbuf;
