@@ -770,6 +770,45 @@ mod tests {
         assert_eq!(paced_rate(0, 1500), 0);
     }
 
+    /// Crafted sequence numbers through real loopback sockets: loss, reordering, duplicates
+    /// and strangers land in the right counters, and bytes count as whole IPv4 packets.
+    #[test]
+    fn receiver_accounts_exactly() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        prepare_socket(&rx).unwrap();
+        let to = rx.local_addr().unwrap();
+        let state = TestState::new(0);
+        let counters = state.add_stream(false);
+        let totals = Arc::new(UdpTotals::default());
+        let strangers = Arc::new(AtomicU64::new(0));
+        let plan = UdpReceivePlan {
+            peer_ip: "127.0.0.1".parse().unwrap(),
+            ipv6: false,
+            demux: Demux::Single,
+            strangers: strangers.clone(),
+            totals: totals.clone(),
+        };
+        let (st, c) = (state.clone(), counters.clone());
+        let sock = rx.try_clone().unwrap();
+        let thread = std::thread::spawn(move || receive_loop(sock, &st, vec![c], plan));
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut d = [0u8; 100];
+        for seq in [0u32, 1, 3, 2, 2, 5] {
+            crate::proto::udp::write_seq(&mut d, seq);
+            tx.send_to(&d, to).unwrap();
+        }
+        tx.send_to(&[], to).unwrap(); // a NAT probe: not data
+        std::thread::sleep(Duration::from_millis(200));
+        state.stop();
+        let _ = thread.join();
+        let snap = counters.take();
+        assert_eq!(snap.rx_packets, 6);
+        assert_eq!(snap.rx_bytes, 6 * 128);
+        assert_eq!((snap.lost, snap.reordered, snap.duplicates), (1, 1, 1));
+        assert_eq!(totals.received.load(Ordering::Relaxed), 6);
+        assert_eq!(strangers.load(Ordering::Relaxed), 0);
+    }
+
     #[test]
     fn router_maps_ports_and_claims_rewritten_ones() {
         let mut r = Router::new(Demux::ByPort { base: 3000 }, 3);
