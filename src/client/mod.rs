@@ -129,7 +129,8 @@ fn prepare(stream: &TcpStream) -> io::Result<()> {
 
 /// The command a configuration sends.
 pub fn command_for(cfg: &ClientConfig) -> Command {
-    let tcp_conn_count = if cfg.protocol == Protocol::Tcp && cfg.connections >= 2 {
+    // RouterOS fills the count for UDP too: N streams from N client ports (protocol doc 7.5).
+    let tcp_conn_count = if cfg.connections >= 2 {
         cfg.connections
     } else {
         0

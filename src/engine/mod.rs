@@ -5,6 +5,7 @@ pub mod pacing;
 pub mod session;
 pub mod state;
 pub mod tcp;
+pub mod udp;
 
 pub use session::{EndReason, Interval, Outcome, RunOptions, Session, StatusOut};
 pub use state::{StreamCounters, StreamSnapshot, TestState};

@@ -6,7 +6,7 @@
 //! loop here polls.
 
 use std::io::{self, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -96,6 +96,23 @@ pub struct Interval<'a> {
     pub last: bool,
 }
 
+impl Interval<'_> {
+    /// Datagrams of this interval that arrived after a higher sequence number (UDP).
+    pub fn reordered(&self) -> u64 {
+        self.streams.iter().map(|s| s.reordered).sum()
+    }
+
+    /// Datagrams of this interval that arrived more than once (UDP).
+    pub fn duplicates(&self) -> u64 {
+        self.streams.iter().map(|s| s.duplicates).sum()
+    }
+
+    /// Datagrams received in this interval, all streams (UDP).
+    pub fn rx_packets(&self) -> u64 {
+        self.streams.iter().map(|s| s.rx_packets).sum()
+    }
+}
+
 /// How our status messages leave, once per interval.
 pub enum StatusOut {
     /// We send none (TCP client; TCP server that only transmits).
@@ -154,6 +171,7 @@ pub struct Session {
     ended_tx: Sender<Ended>,
     ended_rx: Receiver<Ended>,
     sockets: Vec<TcpStream>,
+    udp_sockets: Vec<UdpSocket>,
     threads: Vec<JoinHandle<()>>,
     connections: usize,
 }
@@ -168,6 +186,7 @@ impl Session {
             ended_tx,
             ended_rx,
             sockets: Vec::new(),
+            udp_sockets: Vec::new(),
             threads: Vec::new(),
             connections: 0,
         }
@@ -211,6 +230,14 @@ impl Session {
     /// thread blocked on it at once.
     pub fn track_socket(&mut self, socket: &TcpStream) -> io::Result<()> {
         self.sockets.push(socket.try_clone()?);
+        Ok(())
+    }
+
+    /// Keeps a handle on a UDP socket so the session can shut it down when it ends: on Linux
+    /// that wakes a thread blocked in a receive at once (elsewhere the 1 s receive timeout
+    /// does).
+    pub fn track_udp(&mut self, socket: &UdpSocket) -> io::Result<()> {
+        self.udp_sockets.push(socket.try_clone()?);
         Ok(())
     }
 
@@ -321,6 +348,9 @@ impl Session {
         for socket in &self.sockets {
             let _ = socket.shutdown(Shutdown::Both);
         }
+        for socket in &self.udp_sockets {
+            shutdown_udp(socket);
+        }
         if let StatusOut::Direct(s) = &opts.status_out {
             let _ = s.shutdown(Shutdown::Both);
         }
@@ -351,6 +381,21 @@ impl Session {
             per_stream: totals.per_stream,
         }
     }
+}
+
+/// Shuts a UDP socket down. An unconnected socket answers `ENOTCONN`, but Linux still marks it
+/// shut and wakes its blocked readers and writers, which is all we want.
+fn shutdown_udp(socket: &UdpSocket) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor belongs to a socket we hold open.
+        unsafe {
+            libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = socket;
 }
 
 fn send_status(out: &mut StatusOut, state: &TestState, msg: &StatusMessage) -> io::Result<()> {

@@ -24,6 +24,8 @@ pub struct StreamCounters {
     tx_packets: AtomicU64,
     rx_packets: AtomicU64,
     lost: AtomicU64,
+    reordered: AtomicU64,
+    duplicates: AtomicU64,
 }
 
 /// What [`StreamCounters::take`] hands the driver once per interval.
@@ -39,6 +41,10 @@ pub struct StreamSnapshot {
     pub rx_packets: u64,
     /// Datagrams lost (UDP).
     pub lost: u64,
+    /// Datagrams that arrived after a higher sequence number (UDP; not lost).
+    pub reordered: u64,
+    /// Datagrams that arrived more than once (UDP).
+    pub duplicates: u64,
 }
 
 impl StreamCounters {
@@ -72,6 +78,18 @@ impl StreamCounters {
         self.lost.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts datagrams that arrived out of order.
+    #[inline]
+    pub fn add_reordered(&self, n: u64) {
+        self.reordered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts datagrams that arrived twice.
+    #[inline]
+    pub fn add_duplicates(&self, n: u64) {
+        self.duplicates.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Swaps every counter to zero and returns what it held, so each byte is reported in
     /// exactly one interval.
     pub fn take(&self) -> StreamSnapshot {
@@ -81,6 +99,8 @@ impl StreamCounters {
             tx_packets: self.tx_packets.swap(0, Ordering::Relaxed),
             rx_packets: self.rx_packets.swap(0, Ordering::Relaxed),
             lost: self.lost.swap(0, Ordering::Relaxed),
+            reordered: self.reordered.swap(0, Ordering::Relaxed),
+            duplicates: self.duplicates.swap(0, Ordering::Relaxed),
         }
     }
 }

@@ -211,6 +211,14 @@ fn unspecified_to_loopback(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The wildcard address of `addr`'s family.
+fn unspecified_like(addr: SocketAddr) -> IpAddr {
+    match addr {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
 impl Server {
     /// Binds the configured listeners.
     pub fn bind(cfg: ServerConfig) -> io::Result<Server> {
@@ -458,7 +466,10 @@ fn primary(
     };
     let token = joins.as_ref().map_or(0, |(t, _)| *t);
     let udp = if cmd.protocol == Protocol::Udp {
-        match udp::prepare(&shared.udp_ports, &cmd, peer) {
+        let local = stream
+            .local_addr()
+            .map_or_else(|_| unspecified_like(peer), |a| a.ip());
+        match udp::prepare(&shared.udp_ports, &cmd, peer, local) {
             Ok(prepared) => Some(prepared),
             Err(e) => {
                 log!(0, "{peer}: refused: {e}");
@@ -519,7 +530,7 @@ fn primary(
             &cmd,
             stream_of(streams),
             peer,
-            shared.shutdown_rx.clone(),
+            Policed::new(shared, ticket.as_mut()),
         ),
         None => run_tcp_session(shared, &cmd, streams, peer, ticket.as_mut()),
     };
@@ -596,24 +607,51 @@ fn run_tcp_session(
         };
         session.add_tcp(stream, send, receive)?;
     }
-    let cpu_source = shared.cpu.clone();
-    let mut cpu = move || cpu_source.get();
-    let (policy_tx, policy_rx) = crossbeam_channel::bounded(1);
-    Ok(session.run(
-        RunOptions {
-            deadline: ticket.max_duration().map(|d| Instant::now() + d),
-            stop: None,
-            status_out,
-            cpu: &mut cpu,
-            external_stop: Some(shared.shutdown_rx.clone()),
-            policy_stop: Some(policy_rx),
-        },
-        |interval| {
-            if ticket.interval(interval) == Verdict::Stop {
-                let _ = policy_tx.try_send(());
-            }
-        },
-    ))
+    Ok(Policed::new(shared, ticket).run(session, status_out))
+}
+
+/// What every server session runs under, TCP or UDP: the shared CPU reading for its status
+/// messages, the server's shutdown, and the admission ticket's limits and verdicts.
+pub struct Policed<'a> {
+    cpu: Arc<crate::sys::cpu::SharedCpu>,
+    shutdown: Receiver<()>,
+    ticket: &'a mut dyn Ticket,
+}
+
+impl<'a> Policed<'a> {
+    fn new(shared: &Shared, ticket: &'a mut dyn Ticket) -> Policed<'a> {
+        Policed {
+            cpu: shared.cpu.clone(),
+            shutdown: shared.shutdown_rx.clone(),
+            ticket,
+        }
+    }
+
+    /// Drives `session` to its end; the ticket sees every interval and may stop it.
+    pub fn run(self, session: Session, status_out: StatusOut) -> Outcome {
+        let Policed {
+            cpu,
+            shutdown,
+            ticket,
+        } = self;
+        let mut cpu_now = move || cpu.get();
+        let (policy_tx, policy_rx) = crossbeam_channel::bounded(1);
+        session.run(
+            RunOptions {
+                deadline: ticket.max_duration().map(|d| Instant::now() + d),
+                stop: None,
+                status_out,
+                cpu: &mut cpu_now,
+                external_stop: Some(shutdown),
+                policy_stop: Some(policy_rx),
+            },
+            |interval| {
+                if ticket.interval(interval) == Verdict::Stop {
+                    let _ = policy_tx.try_send(());
+                }
+            },
+        )
+    }
 }
 
 fn log_session_end(

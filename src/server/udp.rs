@@ -1,51 +1,317 @@
-//! UDP tests on the server: data port allocation and the session. (Placeholder.)
+//! UDP tests on the server: data port allocation and the session.
+//!
+//! A UDP test gets one data port, bound before the OK that announces it (so the announcement
+//! never names a port we cannot use), held by an RAII guard for as long as the session runs, and
+//! released however the session ends: duration, client gone (control end-of-file or silence),
+//! server shutdown, or an error. With `tcp_conn_count = N` the one port serves N streams; each
+//! client stream sends from its own port (client port + i) and is told apart by it.
 
+use std::collections::BTreeSet;
+use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
 
-use crate::engine::Outcome;
-use crate::proto::Command;
+use crate::engine::udp::{
+    self as engine_udp, Demux, UdpReceivePlan, UdpSendPlan, UdpTotals, normalize,
+};
+use crate::engine::{Outcome, Session, StatusOut, TestState};
+use crate::proto::udp::{payload_len, wire_bytes};
+use crate::proto::{CLIENT_UDP_PORT_OFFSET, Command};
+
+/// Ports tried before an allocation gives up: ports the OS refuses (another program holds them)
+/// are skipped, but not forever.
+pub const MAX_PORT_ATTEMPTS: usize = 1000;
+
+/// Why a UDP test could not get ready.
+#[derive(Debug)]
+pub enum UdpError {
+    /// No port from the base on could be bound.
+    NoPort {
+        /// First port tried.
+        base: u16,
+        /// Ports tried.
+        attempts: usize,
+        /// Why the last bind failed, if one was tried.
+        last: Option<io::Error>,
+    },
+    /// A socket call on the bound port failed.
+    Socket {
+        /// The port.
+        port: u16,
+        /// What we were doing.
+        what: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for UdpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UdpError::NoPort {
+                base,
+                attempts,
+                last,
+            } => {
+                write!(f, "no free UDP port from {base} ({attempts} tried)")?;
+                if let Some(e) = last {
+                    write!(f, ": last error: {e}")?;
+                }
+                Ok(())
+            }
+            UdpError::Socket { port, what, source } => {
+                write!(f, "UDP port {port}: {what}: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UdpError {}
+
+impl From<UdpError> for io::Error {
+    fn from(e: UdpError) -> io::Error {
+        io::Error::other(e.to_string())
+    }
+}
 
 /// The server's pool of UDP data ports.
 pub struct UdpPorts {
     base: u16,
+    in_use: Arc<Mutex<BTreeSet<u16>>>,
 }
 
-impl UdpPorts {
-    /// A pool starting at `base`.
-    pub fn new(base: u16) -> UdpPorts {
-        UdpPorts { base }
-    }
-}
-
-/// A UDP session made ready before the OK: its port is allocated and its socket bound.
-pub struct Prepared {
+/// A port taken from the pool; gives it back when dropped.
+pub struct PortGuard {
     port: u16,
+    in_use: Arc<Mutex<BTreeSet<u16>>>,
 }
 
-impl Prepared {
-    /// The data port announced to the client.
+impl PortGuard {
+    /// The port held.
     pub fn port(&self) -> u16 {
         self.port
     }
 }
 
-/// Allocates a data port for a new UDP test from `peer`.
-pub fn prepare(ports: &UdpPorts, _cmd: &Command, _peer: SocketAddr) -> io::Result<Prepared> {
-    let _ = ports.base;
-    Err(io::Error::other("UDP tests are not supported yet"))
+impl Drop for PortGuard {
+    fn drop(&mut self) {
+        self.in_use.lock().remove(&self.port);
+    }
 }
 
-/// Runs a UDP test over the prepared socket, governed by the control connection.
+impl UdpPorts {
+    /// A pool starting at `base`.
+    pub fn new(base: u16) -> UdpPorts {
+        UdpPorts {
+            base,
+            in_use: Arc::default(),
+        }
+    }
+
+    /// Ports held by running sessions.
+    pub fn in_use(&self) -> Vec<u16> {
+        self.in_use.lock().iter().copied().collect()
+    }
+
+    /// Binds the lowest port from the base that no session of ours holds and the OS lets us
+    /// bind on `ip`, such that the client's ports (ours + 256 .. + 256 + streams) exist too.
+    pub fn allocate(&self, ip: IpAddr, streams: usize) -> Result<(UdpSocket, PortGuard), UdpError> {
+        let max_port = usize::from(u16::MAX)
+            .saturating_sub(usize::from(CLIENT_UDP_PORT_OFFSET))
+            .saturating_sub(streams.saturating_sub(1));
+        let mut set = self.in_use.lock();
+        let mut last = None;
+        let mut attempts = 0;
+        let mut port = usize::from(self.base.max(1));
+        while attempts < MAX_PORT_ATTEMPTS && port <= max_port {
+            let p = u16::try_from(port).unwrap_or(u16::MAX);
+            port += 1;
+            if set.contains(&p) {
+                continue;
+            }
+            attempts += 1;
+            match UdpSocket::bind(SocketAddr::new(ip, p)) {
+                Ok(sock) => {
+                    set.insert(p);
+                    return Ok((
+                        sock,
+                        PortGuard {
+                            port: p,
+                            in_use: self.in_use.clone(),
+                        },
+                    ));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(UdpError::NoPort {
+            base: self.base,
+            attempts,
+            last,
+        })
+    }
+}
+
+/// A UDP session made ready before the OK: its port is allocated and its socket bound.
+pub struct Prepared {
+    socket: UdpSocket,
+    guard: PortGuard,
+}
+
+impl Prepared {
+    /// The data port announced to the client.
+    pub fn port(&self) -> u16 {
+        self.guard.port()
+    }
+}
+
+/// Allocates a data port for a new UDP test from `peer`, bound on `local`, the address the
+/// client reached us at, so that our datagrams leave from the address the client knows.
+pub fn prepare(
+    ports: &UdpPorts,
+    cmd: &Command,
+    _peer: SocketAddr,
+    local: IpAddr,
+) -> Result<Prepared, UdpError> {
+    let (socket, guard) = ports.allocate(normalize(local), cmd.connection_count())?;
+    engine_udp::prepare_socket(&socket).map_err(|source| UdpError::Socket {
+        port: guard.port(),
+        what: "socket options",
+        source,
+    })?;
+    Ok(Prepared { socket, guard })
+}
+
+/// Runs a UDP test over the prepared socket, governed by the control connection: the test
+/// ends when the client closes it or goes silent, or when the server shuts down.
 pub fn run_session(
     prepared: Prepared,
-    _cmd: &Command,
-    _control: TcpStream,
-    _peer: SocketAddr,
-    _shutdown: Receiver<()>,
+    cmd: &Command,
+    control: TcpStream,
+    peer: SocketAddr,
+    policed: super::Policed<'_>,
 ) -> io::Result<Outcome> {
-    let _ = prepared.port;
-    Err(io::Error::other("UDP tests are not supported yet"))
+    let Prepared { socket, guard } = prepared;
+    let port = guard.port();
+    let dir = cmd.direction;
+    let peer_ip = normalize(peer.ip());
+    let ipv6 = peer_ip.is_ipv6();
+    let streams = cmd.connection_count();
+    let client_port = port.saturating_add(CLIENT_UDP_PORT_OFFSET);
+    let payload = payload_len(cmd.tx_size, ipv6).unwrap_or(crate::proto::udp::UDP_HEADER_LEN);
+    let state = TestState::new(if dir.server_tx() {
+        u64::from(cmd.remote_tx_speed)
+    } else {
+        0
+    });
+    let mut session = Session::new(state.clone(), peer.to_string());
+    session.track_udp(&socket)?;
+    let counters: Vec<_> = (0..streams)
+        .map(|_| state.add_stream(dir.server_tx()))
+        .collect();
+    if dir.server_tx() {
+        for (i, c) in counters.iter().enumerate() {
+            let dest_port = client_port.saturating_add(u16::try_from(i).unwrap_or(u16::MAX));
+            let plan = UdpSendPlan {
+                dest: SocketAddr::new(peer_ip, dest_port),
+                payload_len: payload,
+                wire_bytes: wire_bytes(payload, ipv6),
+                payload: cmd.payload,
+            };
+            let (sock, st, c) = (socket.try_clone()?, state.clone(), c.clone());
+            session.spawn(&format!("udp-tx{i}"), false, move || {
+                engine_udp::send_loop(sock, &st, &c, plan)
+            })?;
+        }
+    }
+    let strangers = Arc::new(AtomicU64::new(0));
+    let totals = Arc::new(UdpTotals::default());
+    if dir.server_rx() {
+        let plan = UdpReceivePlan {
+            peer_ip,
+            ipv6,
+            demux: if streams > 1 {
+                Demux::ByPort { base: client_port }
+            } else {
+                Demux::Single
+            },
+            strangers: strangers.clone(),
+            totals: totals.clone(),
+        };
+        let (sock, st, c) = (socket.try_clone()?, state.clone(), counters.clone());
+        session.spawn("udp-rx", false, move || {
+            engine_udp::receive_loop(sock, &st, c, plan)
+        })?;
+    }
+    let reader = control.try_clone()?;
+    let st = state.clone();
+    session.spawn("ctl", true, move || engine_udp::control_reader(reader, &st))?;
+    crate::log!(
+        1,
+        "{peer}: UDP port {port}, client port {client_port}, {streams} stream(s), \
+         {payload}-byte payload"
+    );
+    let outcome = policed.run(session, StatusOut::Direct(control));
+    if dir.server_rx() {
+        crate::log!(
+            0,
+            "{peer}: UDP port {port}: received {} lost {} reordered {} duplicates {} \
+             strangers {}",
+            totals.received.load(Ordering::Relaxed),
+            totals.lost.load(Ordering::Relaxed),
+            totals.reordered.load(Ordering::Relaxed),
+            totals.duplicates.load(Ordering::Relaxed),
+            strangers.load(Ordering::Relaxed)
+        );
+    }
+    // Every thread has been joined: the port can go back to the pool.
+    drop(socket);
+    drop(guard);
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn ports_are_distinct_and_released() {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let base = probe.local_addr().unwrap().port();
+        drop(probe);
+        let pool = UdpPorts::new(base);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let (_a, ga) = pool.allocate(ip, 1).unwrap();
+        let (_b, gb) = pool.allocate(ip, 1).unwrap();
+        assert_ne!(ga.port(), gb.port());
+        let first = ga.port();
+        drop(ga);
+        drop(_a);
+        assert_eq!(pool.in_use(), vec![gb.port()]);
+        let (_c, gc) = pool.allocate(ip, 1).unwrap();
+        assert_eq!(gc.port(), first, "the lowest free port is reused");
+    }
+
+    #[test]
+    fn ports_the_os_refuses_are_skipped() {
+        let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let base = held.local_addr().unwrap().port();
+        let pool = UdpPorts::new(base);
+        let (_s, g) = pool.allocate(IpAddr::V4(Ipv4Addr::LOCALHOST), 1).unwrap();
+        assert_ne!(g.port(), base);
+    }
+
+    #[test]
+    fn client_ports_must_exist() {
+        let pool = UdpPorts::new(u16::MAX - 200);
+        assert!(matches!(
+            pool.allocate(IpAddr::V4(Ipv4Addr::LOCALHOST), 1),
+            Err(UdpError::NoPort { .. })
+        ));
+    }
 }
