@@ -140,14 +140,14 @@ fn rate_limit_is_applied_to_the_right_direction() {
     let total = assert_consistent(&lines, "RX");
     let expected = 20e6 / 8.0 * 2.0;
     assert!(
-        (total as f64) > expected * 0.8 && (total as f64) < expected * 1.2,
+        (total as f64) > expected * 0.5 && (total as f64) < expected * 1.3,
         "receive at 20M moved {total} bytes"
     );
     // -t -b: we send at the rate.
     let lines = run_ok(&server, &["-t", "-d", "2", "-b", "20M"]);
     let total = assert_consistent(&lines, "TX");
     assert!(
-        (total as f64) > expected * 0.8 && (total as f64) < expected * 1.2,
+        (total as f64) > expected * 0.5 && (total as f64) < expected * 1.3,
         "transmit at 20M moved {total} bytes"
     );
     // Per-direction overrides in a both test.
