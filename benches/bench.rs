@@ -290,10 +290,49 @@ fn server_rss() {
     );
 }
 
+fn threads(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Threads:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Time for the server's thread count to return to its baseline after 500 idle connections
+/// close at once.
+fn robust_recovery() {
+    let port = free_port();
+    let server = Server::start(port);
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = server.0.id();
+    let base = threads(pid);
+    let idle: Vec<_> = (0..500)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    while threads(pid) < base + idle.len() as u64 / 2 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let start = Instant::now();
+    drop(idle);
+    while threads(pid) > base && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    report(
+        "robust_recovery_ms",
+        start.elapsed().as_secs_f64() * 1e3,
+        "ms",
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    robust_recovery();
     status_scan();
     join_latency();
     server_rss();

@@ -263,6 +263,59 @@ fn hostile_peers_leave_the_server_as_it_was() {
     drop(flood);
     h.check_recovered("connection flood");
 
+    // A UDP flood at a running test's data port from a stranger's address (127.0.0.2): the
+    // datagrams are counted as strangers and ignored; the test's own accounting is untouched.
+    let port = h.server.port.to_string();
+    let udp_client = std::process::Command::new(BTEST)
+        .args([
+            "-c",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-u",
+            "-t",
+            "-d",
+            "3",
+            "-b",
+            "10M",
+            "-a",
+            USER,
+            "-p",
+            PASS,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = h.server.wait_for_log("UDP port ", Duration::from_secs(5));
+    let data_port: u16 = line
+        .split("UDP port ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .expect("UDP port in the log");
+    let stranger = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    let mut junk = [0u8; 1200];
+    for i in 0..20_000u32 {
+        junk[..4].copy_from_slice(&i.to_be_bytes());
+        let _ = stranger.send_to(&junk, ("127.0.0.1", data_port));
+    }
+    let out = udp_client.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "UDP test under a flood: {}", stderr(&out));
+    let end = h.server.wait_for_log("strangers ", Duration::from_secs(5));
+    let strangers: u64 = end
+        .split("strangers ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(strangers > 0, "flood not seen as strangers: {end}");
+    assert!(
+        end.contains(" lost 0 "),
+        "the flood disturbed loss accounting: {end}"
+    );
+    h.check_recovered("UDP flood from a stranger");
+
     let log = h.server.log().join("\n");
     assert!(!log.contains(PASS), "password in the server log");
     assert!(!log.contains("panicked"), "a thread panicked:\n{log}");
