@@ -3,7 +3,7 @@
 mod output;
 mod udp;
 
-pub use output::TextOutput;
+pub use output::{ClientOutput, Format, OutputOptions, TextOutput};
 
 use std::fmt;
 use std::io;

@@ -6,6 +6,7 @@
 
 mod deadline;
 pub mod policy;
+pub mod recorder;
 pub mod registry;
 pub mod udp;
 
