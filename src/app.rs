@@ -43,10 +43,54 @@ pub fn version_line() -> String {
     )
 }
 
+/// Options that take a value: the word after them is that value, never a flag.
+const VALUE_OPTIONS: &[&str] = &[
+    "-c",
+    "--client",
+    "-b",
+    "--bandwidth",
+    "-P",
+    "--port",
+    "--listen",
+    "--listen6",
+    "-a",
+    "--authuser",
+    "-p",
+    "--authpass",
+    "-d",
+    "--duration",
+    "--csv",
+    "--syslog",
+    "--connections",
+    "--local-tx-speed",
+    "--remote-tx-speed",
+    "--udp-size",
+    "--udp-port-base",
+    "--max-sessions",
+];
+
+/// Spells `-vv` as `-v -v`: users type the combined form (CLI.md documents `-vv`), but argh
+/// takes one short flag per word. The value of an option (a password `-vv`) is left alone.
+fn expand_verbose(args: &[String]) -> Vec<&str> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut value_next = false;
+    for arg in args {
+        let a = arg.as_str();
+        let repeated_v = a.len() > 2 && a.starts_with('-') && a[1..].bytes().all(|b| b == b'v');
+        if repeated_v && !value_next {
+            out.extend(std::iter::repeat_n("-v", a.len() - 1));
+        } else {
+            out.push(a);
+        }
+        value_next = !value_next && VALUE_OPTIONS.contains(&a);
+    }
+    out
+}
+
 /// Runs the program with `args` (including the program name) and returns the exit code.
 pub fn main_with_args(args: &[String]) -> u8 {
     let name = args.first().map_or("btest", |s| s.as_str());
-    let rest: Vec<&str> = args.iter().skip(1).map(|s| s.as_str()).collect();
+    let rest = expand_verbose(args.get(1..).unwrap_or_default());
     let parsed = match Args::from_args(&[name], &rest) {
         Ok(a) => a,
         Err(early) => {
@@ -289,5 +333,28 @@ fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
             }
             Ok(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(words: &[&str]) -> Vec<String> {
+        let owned: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        expand_verbose(&owned)
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn combined_verbose_flags_are_split_but_values_are_not() {
+        assert_eq!(expand(&["-vv", "-c", "h"]), ["-v", "-v", "-c", "h"]);
+        assert_eq!(expand(&["-vvv"]), ["-v", "-v", "-v"]);
+        assert_eq!(expand(&["-v", "-q"]), ["-v", "-q"]);
+        assert_eq!(expand(&["-p", "-vv", "-vv"]), ["-p", "-vv", "-v", "-v"]);
+        assert_eq!(expand(&["--authpass", "-vvv"]), ["--authpass", "-vvv"]);
+        assert_eq!(expand(&["-vx", "--", "-"]), ["-vx", "--", "-"]);
     }
 }
