@@ -99,6 +99,7 @@ impl Admission for Recorder {
                     csv: self.csv.clone(),
                     syslog: self.syslog.clone(),
                     port: self.port.load(Ordering::Relaxed),
+                    finished: false,
                 }))
             }
             Err(refusal) => {
@@ -152,6 +153,26 @@ struct RecordingTicket {
     csv: Option<Arc<Mutex<CsvSink>>>,
     syslog: Option<Arc<Syslog>>,
     port: u16,
+    finished: bool,
+}
+
+impl Drop for RecordingTicket {
+    /// A ticket dropped unfinished is a session that was admitted (its start event sent) but
+    /// never ran: the final handshake step or the UDP set-up failed. Saying so keeps every
+    /// start event paired with an end in the syslog.
+    fn drop(&mut self) {
+        if !self.finished
+            && let Some(s) = &self.syslog
+        {
+            s.send(
+                Severity::Warning,
+                &format!(
+                    "session abandoned peer={} {}: it did not start",
+                    self.peer, self.what
+                ),
+            );
+        }
+    }
 }
 
 impl Ticket for RecordingTicket {
@@ -165,6 +186,7 @@ impl Ticket for RecordingTicket {
     }
 
     fn finish(&mut self, summary: &SessionSummary<'_>) {
+        self.finished = true;
         self.inner.finish(summary);
         let o = summary.outcome;
         let secs = o.elapsed.as_secs_f64();
@@ -294,6 +316,11 @@ mod tests {
         assert!(fail.starts_with("<28>"), "daemon.warning: {fail}");
         assert!(fail.contains("auth failure peer=192.0.2.9:40000 method=md5"));
         assert!(!fail.contains('\n'));
+
+        drop(ticket);
+        drop(rec.admit(&req));
+        assert!(recv(&listener).contains("session start"));
+        assert!(recv(&listener).contains("session abandoned peer=192.0.2.9:40000"));
 
         let denied = Recorder::new(Arc::new(Deny), None, Syslog::connect(&target).ok(), 0);
         assert!(denied.admit(&req).is_err());
