@@ -201,7 +201,7 @@ fn write_direction(
         .key("bits_per_second")
         .f64_fixed(bits_per_second(bytes, duration), 2);
     if seconds {
-        w.field_f64("seconds", duration.as_secs_f64());
+        w.key("seconds").f64_fixed(duration.as_secs_f64(), 6);
     }
     if let Some(lost) = lost {
         w.field_u64("lost", lost);
@@ -210,7 +210,8 @@ fn write_direction(
 }
 
 /// Writes one interval as an object; `tag` adds `"type":tag` first (for `--json-lines`).
-/// `start` is the interval's offset from the start of the test.
+/// `start` is the interval's offset from the start of the test. Times are seconds with
+/// microsecond precision: more digits would be float noise.
 pub fn write_interval(
     w: &mut JsonWriter,
     iv: &Interval<'_>,
@@ -223,8 +224,10 @@ pub fn write_interval(
         w.field_str("type", tag);
     }
     w.field_u64("index", u64::from(iv.index))
-        .field_f64("start_s", start.as_secs_f64())
-        .field_f64("duration_s", iv.duration.as_secs_f64())
+        .key("start_s")
+        .f64_fixed(start.as_secs_f64(), 6)
+        .key("duration_s")
+        .f64_fixed(iv.duration.as_secs_f64(), 6)
         .field_bool("last", iv.last);
     let lost = sides.udp.then_some(iv.lost);
     write_direction(w, "tx", sides.tx, iv.tx_bytes, iv.duration, None, false);
@@ -253,7 +256,8 @@ pub fn write_end(
     connections: usize,
 ) {
     w.begin_object()
-        .field_f64("seconds", tally.elapsed.as_secs_f64())
+        .key("seconds")
+        .f64_fixed(tally.elapsed.as_secs_f64(), 6)
         .field_u64("intervals", u64::from(tally.intervals));
     let lost = sides.udp.then_some(tally.lost);
     write_direction(w, "tx", sides.tx, tally.tx_bytes, tally.elapsed, None, true);
