@@ -1,15 +1,19 @@
 //! The program behind `main`: from arguments to an exit code. Kept in the library so the pro
 //! binary and tests share it.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use argh::FromArgs;
 
 use crate::cli::{self, Args, UsageError};
-use crate::client::{self, ClientConfig, TextOutput};
+use crate::client::{self, ClientConfig, ClientOutput, Format, OutputOptions};
 use crate::handshake::client::Credentials;
 use crate::handshake::server::{Authenticator, NoAuth, SingleUser};
 use crate::proto::{Direction, Payload, Protocol};
+use crate::report::csv::CsvSink;
+use crate::report::syslog::{Severity, Syslog};
+use crate::server::recorder::Recorder;
 use crate::server::{Server, ServerConfig};
 use crate::{log_error, sys};
 
@@ -39,10 +43,54 @@ pub fn version_line() -> String {
     )
 }
 
+/// Options that take a value: the word after them is that value, never a flag.
+const VALUE_OPTIONS: &[&str] = &[
+    "-c",
+    "--client",
+    "-b",
+    "--bandwidth",
+    "-P",
+    "--port",
+    "--listen",
+    "--listen6",
+    "-a",
+    "--authuser",
+    "-p",
+    "--authpass",
+    "-d",
+    "--duration",
+    "--csv",
+    "--syslog",
+    "--connections",
+    "--local-tx-speed",
+    "--remote-tx-speed",
+    "--udp-size",
+    "--udp-port-base",
+    "--max-sessions",
+];
+
+/// Spells `-vv` as `-v -v`: users type the combined form (CLI.md documents `-vv`), but argh
+/// takes one short flag per word. The value of an option (a password `-vv`) is left alone.
+fn expand_verbose(args: &[String]) -> Vec<&str> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut value_next = false;
+    for arg in args {
+        let a = arg.as_str();
+        let repeated_v = a.len() > 2 && a.starts_with('-') && a[1..].bytes().all(|b| b == b'v');
+        if repeated_v && !value_next {
+            out.extend(std::iter::repeat_n("-v", a.len() - 1));
+        } else {
+            out.push(a);
+        }
+        value_next = !value_next && VALUE_OPTIONS.contains(&a);
+    }
+    out
+}
+
 /// Runs the program with `args` (including the program name) and returns the exit code.
 pub fn main_with_args(args: &[String]) -> u8 {
     let name = args.first().map_or("btest", |s| s.as_str());
-    let rest: Vec<&str> = args.iter().skip(1).map(|s| s.as_str()).collect();
+    let rest = expand_verbose(args.get(1..).unwrap_or_default());
     let parsed = match Args::from_args(&[name], &rest) {
         Ok(a) => a,
         Err(early) => {
@@ -84,8 +132,38 @@ fn run(args: &Args) -> Result<u8, UsageError> {
     }
 }
 
+/// Opens `--csv` at start-up, so an unwritable path is a usage error before any test runs
+/// rather than a lost result at its end.
+fn open_csv(args: &Args) -> Result<Option<CsvSink>, UsageError> {
+    args.csv
+        .as_deref()
+        .map(|p| CsvSink::open(Path::new(p)).map_err(|e| UsageError(e.to_string())))
+        .transpose()
+}
+
+/// Resolves `--syslog` once, at start-up.
+fn open_syslog(args: &Args) -> Result<Option<Syslog>, UsageError> {
+    args.syslog
+        .as_deref()
+        .map(|t| {
+            let s = Syslog::connect(t).map_err(|e| UsageError(e.to_string()))?;
+            crate::log!(1, "syslog events go to {}", s.target());
+            Ok(s)
+        })
+        .transpose()
+}
+
 fn run_server(args: &Args) -> Result<u8, UsageError> {
     let listen = cli::server_args(args)?;
+    if args.json || args.json_lines {
+        return Err(UsageError(
+            "--json and --json-lines are client options; the server records with --csv and \
+             --syslog"
+                .into(),
+        ));
+    }
+    let csv = open_csv(args)?;
+    let syslog = open_syslog(args)?;
     let creds = cli::credentials(args)?;
     let auth: Arc<dyn Authenticator> = match creds {
         Some((user, pass)) if args.ecsrp5 => Arc::new(SingleUser::ecsrp5(&user, &pass)),
@@ -98,6 +176,11 @@ fn run_server(args: &Args) -> Result<u8, UsageError> {
         cfg.max_sessions = n;
     }
     cfg.udp_port_base = args.udp_port_base;
+    let recorder = (csv.is_some() || syslog.is_some())
+        .then(|| Arc::new(Recorder::new(cfg.admission.clone(), csv, syslog, args.port)));
+    if let Some(r) = &recorder {
+        cfg.admission = r.clone();
+    }
     let stop = match sys::signal::install() {
         Ok(rx) => rx,
         Err(e) => {
@@ -112,6 +195,9 @@ fn run_server(args: &Args) -> Result<u8, UsageError> {
             return Ok(EXIT_FAILED);
         }
     };
+    if let (Some(r), Some(addr)) = (&recorder, server.local_addrs().first()) {
+        r.set_port(addr.port());
+    }
     match server.serve(&stop) {
         Ok(()) => Ok(EXIT_OK),
         Err(e) => {
@@ -156,8 +242,23 @@ fn client_config(args: &Args, host: &str) -> Result<ClientConfig, UsageError> {
     })
 }
 
+/// The stdout format asked for.
+fn output_format(args: &Args) -> Result<Format, UsageError> {
+    match (args.json, args.json_lines) {
+        (true, true) => Err(UsageError(
+            "--json and --json-lines exclude each other".into(),
+        )),
+        (true, false) => Ok(Format::Json),
+        (false, true) => Ok(Format::JsonLines),
+        (false, false) => Ok(Format::Text),
+    }
+}
+
 fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
     let cfg = client_config(args, host)?;
+    let format = output_format(args)?;
+    let csv = open_csv(args)?;
+    let syslog = open_syslog(args)?;
     let stop = match sys::signal::install() {
         Ok(rx) => Some(rx),
         Err(e) => {
@@ -165,22 +266,95 @@ fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
             None
         }
     };
-    let mut output = TextOutput::new(cfg.direction, args.udp, args.quiet, args.per_stream)
-        .with_timestamps(args.timestamps);
+    let opts = OutputOptions {
+        format,
+        quiet: args.quiet,
+        per_stream: args.per_stream,
+        timestamps: args.timestamps,
+        verbose: args.verbose >= 1 && !args.quiet,
+    };
+    let mut output = ClientOutput::new(&cfg, opts, csv);
+    let what = format!(
+        "server={} port={} proto={} dir={} conns={}",
+        cfg.host,
+        cfg.port,
+        cfg.protocol.name(),
+        cfg.direction.client_name(),
+        cfg.connections
+    );
+    let event = |severity, msg: String| {
+        if let Some(s) = &syslog {
+            s.send(severity, &msg);
+        }
+    };
+    event(Severity::Notice, format!("test start {what}"));
     let mut sampler = sys::cpu::CpuSampler::new();
     let mut cpu = move || sampler.as_mut().and_then(|s| s.sample());
     let result = client::run(&cfg, stop.as_ref(), &mut cpu, &mut |iv| output.interval(iv));
     match result {
         Ok(report) => {
-            output.summary();
+            let mut code = client::exit_code(&report) as u8;
+            if let Err(e) = output.finish(&report) {
+                log_error!(
+                    "cannot append the result to {}: {e}",
+                    args.csv.as_deref().unwrap_or("the CSV file")
+                );
+                code = EXIT_FAILED;
+            }
+            let t = output.tally();
+            event(
+                Severity::Notice,
+                format!(
+                    "test end {what} auth={} tx_bytes={} rx_bytes={} secs={:.2} \
+                     tx_mbps={:.2} rx_mbps={:.2} lost={} reason={}",
+                    report.auth.name(),
+                    t.tx_bytes,
+                    t.rx_bytes,
+                    t.elapsed.as_secs_f64(),
+                    t.tx_bps() / 1e6,
+                    t.rx_bps() / 1e6,
+                    t.lost,
+                    report.outcome.reason.describe()
+                ),
+            );
             if !report.outcome.reason.is_clean() {
                 log_error!("test ended early: {}", report.outcome.reason.describe());
             }
-            Ok(client::exit_code(&report) as u8)
+            Ok(code)
         }
         Err(e) => {
             log_error!("{e}");
-            Ok(e.exit_code() as u8)
+            output.failed(&e.to_string());
+            let code = e.exit_code() as u8;
+            if code == EXIT_AUTH {
+                event(Severity::Warning, format!("auth failure {what}: {e}"));
+            } else {
+                event(Severity::Error, format!("test failed {what}: {e}"));
+            }
+            Ok(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(words: &[&str]) -> Vec<String> {
+        let owned: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        expand_verbose(&owned)
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn combined_verbose_flags_are_split_but_values_are_not() {
+        assert_eq!(expand(&["-vv", "-c", "h"]), ["-v", "-v", "-c", "h"]);
+        assert_eq!(expand(&["-vvv"]), ["-v", "-v", "-v"]);
+        assert_eq!(expand(&["-v", "-q"]), ["-v", "-q"]);
+        assert_eq!(expand(&["-p", "-vv", "-vv"]), ["-p", "-vv", "-v", "-v"]);
+        assert_eq!(expand(&["--authpass", "-vvv"]), ["--authpass", "-vvv"]);
+        assert_eq!(expand(&["-vx", "--", "-"]), ["-vx", "--", "-"]);
     }
 }

@@ -73,19 +73,23 @@ pub struct Args {
     #[argh(option, short = 'd', arg_name = "SECS", from_str_fn(parse_seconds))]
     pub duration: Option<Duration>,
 
-    /// append one result row per test to FILE
+    /// append one result row per test to FILE (header written when new or empty; opened at
+    /// start, so an unwritable path is an error before the test); the server writes a row per
+    /// session from its own view: host = client IP, port = server port, tx/rx = server's
     #[argh(option, arg_name = "FILE")]
     pub csv: Option<String>,
 
-    /// no interval lines (errors are still printed)
+    /// no interval lines in text output (the summary and errors are still printed)
     #[argh(switch, short = 'q')]
     pub quiet: bool,
 
-    /// send events to a syslog server over UDP (default port 514)
+    /// send RFC 3164 events over UDP (default port 514): test start, end with totals,
+    /// authentication failures and refusals; a down syslog server never slows a test
     #[argh(option, arg_name = "HOST[:PORT]")]
     pub syslog: Option<String>,
 
-    /// more detail on stderr; repeat for more
+    /// more detail: -v adds TCP rtt/retransmits to interval lines and the summary and
+    /// handshake steps on stderr; -vv adds per-thread start/end (passwords are never logged)
     #[argh(switch, short = 'v')]
     pub verbose: u8,
 
@@ -117,11 +121,13 @@ pub struct Args {
     #[argh(option, arg_name = "N")]
     pub max_sessions: Option<usize>,
 
-    /// one JSON document with the whole result on stdout at the end
+    /// output one JSON document on stdout at the end, iperf3-like {"start", "intervals",
+    /// "end"}, instead of text lines; errors stay on stderr
     #[argh(switch)]
     pub json: bool,
 
-    /// one JSON object per interval on stdout, for dashboards
+    /// output one compact JSON object per line on stdout instead of text: "type":"interval"
+    /// each second, then one "type":"end" (with "start" and "end"); excludes --json
     #[argh(switch)]
     pub json_lines: bool,
 

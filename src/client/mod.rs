@@ -3,7 +3,7 @@
 mod output;
 mod udp;
 
-pub use output::TextOutput;
+pub use output::{ClientOutput, Format, OutputOptions, TextOutput};
 
 use std::fmt;
 use std::io;
@@ -108,11 +108,16 @@ fn connect(host: &str, port: u16) -> Result<(TcpStream, SocketAddr), ClientError
             source,
         })?
         .collect();
+    crate::log!(2, "{host} resolves to {addrs:?}");
     let mut last_err = io::Error::new(io::ErrorKind::NotFound, "no addresses");
     for addr in addrs {
+        crate::log!(2, "connecting to {addr}");
         match TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT) {
             Ok(s) => return Ok((s, addr)),
-            Err(e) => last_err = e,
+            Err(e) => {
+                crate::log!(1, "cannot connect to {addr}: {e}");
+                last_err = e;
+            }
         }
     }
     Err(ClientError::Connect {
@@ -173,6 +178,11 @@ pub fn run(
     let cmd = command_for(cfg);
     let (mut primary, addr) = connect(&cfg.host, cfg.port)?;
     prepare(&primary).map_err(ClientError::Io)?;
+    // The command and the user name only: the password never reaches a log.
+    crate::log!(2, "sending command {cmd:?}");
+    if let Some(c) = &cfg.credentials {
+        crate::log!(2, "credentials for user '{}' ready if asked", c.user);
+    }
     let established = hs::handshake(
         &mut primary,
         &cmd,
@@ -240,6 +250,13 @@ fn run_tcp(
                 prepare(&s).map_err(ClientError::Io)?;
                 hs::join(&mut s, established.token).map_err(ClientError::Handshake)?;
                 streams.push(s);
+                crate::log!(
+                    1,
+                    "connection {}/{} joined session {:#06x}",
+                    streams.len(),
+                    cfg.connections,
+                    established.token
+                );
             }
         }
     }

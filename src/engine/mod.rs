@@ -1,12 +1,14 @@
 //! The data plane shared by client and server: one thread per stream direction, pacing, the
 //! once-a-second status exchange and interval accounting.
 
+pub mod latency;
 pub mod pacing;
 pub mod session;
 pub mod state;
 pub mod tcp;
 pub mod udp;
 
+pub use latency::TcpLatency;
 pub use session::{EndReason, Interval, Outcome, RunOptions, Session, StatusOut};
 pub use state::{StreamCounters, StreamSnapshot, TestState};
 

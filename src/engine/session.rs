@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::latency::{LatencyProbe, TcpLatency};
 use super::state::{StreamSnapshot, TestState};
 use super::tcp::{self, ReceivePlan, SendPlan};
 use super::{RECV_TIMEOUT, SEND_TIMEOUT, STREAM_STACK_SIZE, spawn_guarded};
@@ -94,6 +95,8 @@ pub struct Interval<'a> {
     pub remote_cpu: Option<u8>,
     /// True for the partial interval that closes the test.
     pub last: bool,
+    /// RTT and retransmissions of the TCP data connections (`TCP_INFO`), if any.
+    pub tcp: Option<TcpLatency>,
 }
 
 impl Interval<'_> {
@@ -157,6 +160,8 @@ pub struct Outcome {
     pub lost: u64,
     /// Bytes each stream sent and received over the whole test, in connection order.
     pub per_stream: Vec<(u64, u64)>,
+    /// RTT min/avg/max over every sample and total retransmissions (TCP tests).
+    pub tcp: Option<TcpLatency>,
 }
 
 struct Ended {
@@ -174,6 +179,7 @@ pub struct Session {
     udp_sockets: Vec<UdpSocket>,
     threads: Vec<JoinHandle<()>>,
     connections: usize,
+    latency: LatencyProbe,
 }
 
 impl Session {
@@ -189,6 +195,7 @@ impl Session {
             udp_sockets: Vec::new(),
             threads: Vec::new(),
             connections: 0,
+            latency: LatencyProbe::default(),
         }
     }
 
@@ -213,10 +220,16 @@ impl Session {
         let ended_tx = self.ended_tx.clone();
         let result = Arc::new(parking_lot::Mutex::new(StreamEnd::Panicked));
         let slot = result.clone();
+        let thread = name.clone();
         let handle = spawn_guarded(
             name,
             STREAM_STACK_SIZE,
-            move || *slot.lock() = body(),
+            move || {
+                crate::log!(2, "thread {thread} start");
+                let end = body();
+                crate::log!(2, "thread {thread} end: {end:?}");
+                *slot.lock() = end;
+            },
             move |_panicked| {
                 let end = *result.lock();
                 let _ = ended_tx.send(Ended { primary, end });
@@ -256,6 +269,9 @@ impl Session {
         stream.set_read_timeout(Some(RECV_TIMEOUT))?;
         stream.set_write_timeout(Some(SEND_TIMEOUT))?;
         self.track_socket(&stream)?;
+        if let Some(tracked) = self.sockets.last() {
+            self.latency.add(tracked);
+        }
         let counters = self.state.add_stream(send.is_some());
         if let Some(plan) = send {
             let (state, counters, writer) =
@@ -325,8 +341,9 @@ impl Session {
                         last_tick = now;
                         self.state.take_streams(&mut snapshots);
                         let local_cpu = (opts.cpu)();
-                        let interval = totals.interval(index, duration, &snapshots, local_cpu,
+                        let mut interval = totals.interval(index, duration, &snapshots, local_cpu,
                             self.state.remote_cpu(), false);
+                        interval.tcp = self.latency.sample();
                         status_seq += 1;
                         let msg = StatusMessage {
                             cpu: local_cpu.unwrap_or(0),
@@ -344,6 +361,8 @@ impl Session {
         };
 
         let end = Instant::now();
+        // Sampled before the shutdown below resets the connections' state.
+        let final_tcp = self.latency.sample();
         self.state.stop();
         for socket in &self.sockets {
             let _ = socket.shutdown(Shutdown::Both);
@@ -362,7 +381,7 @@ impl Session {
         let has_bytes = snapshots.iter().any(|s| s.tx_bytes + s.rx_bytes > 0);
         if has_bytes && !final_duration.is_zero() {
             let local_cpu = (opts.cpu)();
-            let interval = totals.interval(
+            let mut interval = totals.interval(
                 index + 1,
                 final_duration,
                 &snapshots,
@@ -370,6 +389,7 @@ impl Session {
                 self.state.remote_cpu(),
                 true,
             );
+            interval.tcp = final_tcp;
             on_interval(&interval);
         }
         Outcome {
@@ -379,6 +399,7 @@ impl Session {
             rx_bytes: totals.rx,
             lost: totals.lost,
             per_stream: totals.per_stream,
+            tcp: self.latency.test_total(),
         }
     }
 }
@@ -449,6 +470,7 @@ impl Totals {
             local_cpu,
             remote_cpu,
             last,
+            tcp: None,
         }
     }
 }

@@ -3,5 +3,6 @@
 
 pub mod csv;
 pub mod json;
+pub mod result;
 pub mod syslog;
 pub mod text;

@@ -59,6 +59,9 @@ pub struct Extras {
     pub lost: Option<u64>,
     /// Local and remote CPU load; the remote shows 0 % until the peer reports one.
     pub cpu: Option<(u8, Option<u8>)>,
+    /// Mean smoothed RTT (µs) and retransmissions of the TCP connections; shown with `-v`
+    /// only, so the default grammar stays what scripts parse.
+    pub rtt: Option<(u32, u64)>,
 }
 
 /// One interval line: `[   3]  TX  941.23 Mbps (117653750 bytes)` plus extras.
@@ -80,7 +83,27 @@ pub fn interval_line(
     if let Some((local, remote)) = extras.cpu {
         let _ = write!(line, "  cpu: {local}%/{}%", remote.unwrap_or(0));
     }
+    if let Some((rtt_us, retransmits)) = extras.rtt {
+        let _ = write!(line, "  rtt: {}  retr: {retransmits}", format_ms(rtt_us));
+    }
     line
+}
+
+/// Microseconds as milliseconds with two decimals: `1.25 ms`.
+pub fn format_ms(us: u32) -> String {
+    format!("{:.2} ms", f64::from(us) / 1000.0)
+}
+
+/// The `-v` summary of TCP latency under load:
+/// `[ avg] rtt  0.03/0.05/0.12 ms (min/avg/max)  retr: 12`.
+pub fn rtt_summary_line(min_us: u32, avg_us: u32, max_us: u32, retransmits: u64) -> String {
+    let ms = |us: u32| f64::from(us) / 1000.0;
+    format!(
+        "[ avg] rtt  {:.2}/{:.2}/{:.2} ms (min/avg/max)  retr: {retransmits}",
+        ms(min_us),
+        ms(avg_us),
+        ms(max_us)
+    )
 }
 
 /// One per-connection line under an interval: `[   3]  RX  #4  117.40 Mbps (14675000 bytes)`.
@@ -140,11 +163,31 @@ mod tests {
             Extras {
                 lost: Some(4),
                 cpu: Some((12, Some(30))),
+                rtt: None,
             },
         );
         assert_eq!(
             line,
             "[  12]  RX  1.00 Kbps (125 bytes)  lost: 4  cpu: 12%/30%"
+        );
+        let line = interval_line(
+            1,
+            Dir::Tx,
+            125,
+            Duration::from_secs(1),
+            Extras {
+                lost: None,
+                cpu: Some((1, None)),
+                rtt: Some((1250, 3)),
+            },
+        );
+        assert_eq!(
+            line,
+            "[   1]  TX  1.00 Kbps (125 bytes)  cpu: 1%/0%  rtt: 1.25 ms  retr: 3"
+        );
+        assert_eq!(
+            rtt_summary_line(30, 50, 120, 12),
+            "[ avg] rtt  0.03/0.05/0.12 ms (min/avg/max)  retr: 12"
         );
         assert_eq!(format_rate(0.0), "0.00 bps");
         assert_eq!(format_rate(999.0), "999.00 bps");

@@ -7,6 +7,7 @@
 mod deadline;
 pub mod limits;
 pub mod policy;
+pub mod recorder;
 pub mod registry;
 pub mod udp;
 
