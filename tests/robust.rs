@@ -310,10 +310,18 @@ fn hostile_peers_leave_the_server_as_it_was() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(strangers > 0, "flood not seen as strangers: {end}");
-    assert!(
-        end.contains(" lost 0 "),
-        "the flood disturbed loss accounting: {end}"
-    );
+    // Had the stranger's sequence numbers (0..20000) been taken for the test's, they would
+    // show as duplicates and reordering. Loss may be real: the flood can overrun the socket.
+    let field = |name: &str| -> u64 {
+        end.split(&format!(" {name} "))
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    assert_eq!(field("duplicates"), 0, "{end}");
+    assert_eq!(field("reordered"), 0, "{end}");
+    assert!(field("received") > 0, "{end}");
     h.check_recovered("UDP flood from a stranger");
 
     let log = h.server.log().join("\n");

@@ -427,7 +427,12 @@ fn primary(
 ) {
     let mut io = DeadlineStream::new(&stream, deadline);
     if shared.shutting_down.load(Ordering::SeqCst) {
-        log!(0, "{peer}: refused: server is shutting down");
+        refuse(
+            shared,
+            peer,
+            RefusalKind::Other,
+            "server is shutting down".into(),
+        );
         return;
     }
     let Some(session_slot) = shared.sessions.try_enter(shared.cfg.max_sessions) else {
@@ -473,7 +478,7 @@ fn primary(
         match udp::prepare(&shared.udp_ports, &cmd, peer, local) {
             Ok(prepared) => Some(prepared),
             Err(e) => {
-                log!(0, "{peer}: refused: {e}");
+                refuse(shared, peer, RefusalKind::Other, e.to_string());
                 return;
             }
         }
