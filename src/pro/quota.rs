@@ -662,6 +662,7 @@ pub fn parse_size(value: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     /// 2026-11-25 12:00:00 UTC, a Wednesday.
     const NOV25: i64 = 1_795_608_000;
@@ -748,5 +749,130 @@ mod tests {
         };
         assert!(l.spent((10, 0), rx).is_some());
         assert!(l.spent((10, 0), tx).is_none());
+    }
+
+    fn book(tag: &str, period: Period, tz: Tz, clock: Arc<ManualClock>) -> (Quotas, PathBuf) {
+        let path =
+            std::env::temp_dir().join(format!("btest-quota-{}-{tag}.db", std::process::id()));
+        remove(&path);
+        let db = super::super::db::Db::open(&path).expect("db");
+        let mut limits = Limits::default();
+        limits.of_mut(period).set(Dir::Total, 100);
+        let q = Quotas::new(
+            db.pool().clone(),
+            clock,
+            QuotaConfig {
+                tz,
+                defaults_user: limits,
+                defaults_ip: Limits::default(),
+                ttl: Duration::from_secs(5),
+            },
+        );
+        (q, path)
+    }
+
+    fn remove(path: &std::path::Path) {
+        for s in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+        }
+    }
+
+    fn alice() -> Subject {
+        Subject {
+            kind: Kind::User,
+            name: Arc::from("alice"),
+        }
+    }
+
+    const BOTH: Uses = Uses { rx: true, tx: true };
+
+    /// Charges the whole budget at `spend`, then checks it is spent at `still` and fresh at
+    /// `fresh` (the first second of the next period).
+    fn rolls(period: Period, tz: Tz, spend: i64, still: i64, fresh: i64) {
+        let clock = Arc::new(ManualClock::new(spend));
+        let (q, path) = book(period.name(), period, tz, clock.clone());
+        assert!(q.charge(&alice(), 60, 40, BOTH, spend).unwrap().is_some());
+        clock.set(still);
+        let spent = q.spent(&alice(), BOTH, q.now()).unwrap();
+        assert_eq!(spent.map(|s| s.period), Some(period), "at {still}");
+        clock.set(fresh);
+        assert_eq!(
+            q.spent(&alice(), BOTH, q.now()).unwrap(),
+            None,
+            "at {fresh}"
+        );
+        remove(&path);
+    }
+
+    #[test]
+    fn budgets_roll_over_at_day_week_and_month_boundaries() {
+        let day = |y, m, d| days_from_civil(y, m, d) * 86_400;
+        let utc = Tz::default();
+        // Day: spent all Wednesday, fresh at Thursday 00:00.
+        rolls(
+            Period::Day,
+            utc,
+            day(2026, 11, 25),
+            day(2026, 11, 26) - 1,
+            day(2026, 11, 26),
+        );
+        // In +02:00 the day ends at 22:00 UTC.
+        let plus2 = Tz::parse("+02:00").unwrap();
+        let end = day(2026, 11, 26) - 7200;
+        rolls(Period::Day, plus2, end - 3600, end - 1, end);
+        // ISO week: spent Friday, still spent over the weekend, fresh on Monday.
+        rolls(
+            Period::Week,
+            utc,
+            day(2026, 11, 27),
+            day(2026, 11, 30) - 1,
+            day(2026, 11, 30),
+        );
+        // Month: spent on the 1st, still on the 30th, fresh on December 1st.
+        rolls(
+            Period::Month,
+            utc,
+            day(2026, 11, 1),
+            day(2026, 12, 1) - 1,
+            day(2026, 12, 1),
+        );
+    }
+
+    #[test]
+    fn counters_start_from_stored_usage() {
+        let now = days_from_civil(2026, 11, 25) * 86_400 + 3600;
+        let clock = Arc::new(ManualClock::new(now));
+        let (_, path) = book("stored", Period::Day, Tz::default(), clock.clone());
+        {
+            let db = super::super::db::Db::open(&path).unwrap();
+            let w = super::super::writer::Writer::start(db.connection().unwrap()).unwrap();
+            let _ = w.sender().send(super::super::writer::Op::Usage {
+                kind: Kind::User,
+                subject: Arc::from("alice"),
+                at: now - 60,
+                bytes_in: 70,
+                bytes_out: 30,
+            });
+            w.flush();
+        }
+        // A new book over the same file (a restarted server) sees the day's 100 bytes.
+        let q = {
+            let db = super::super::db::Db::open(&path).unwrap();
+            let mut limits = Limits::default();
+            limits.of_mut(Period::Day).set(Dir::Total, 100);
+            let q = Quotas::new(
+                db.pool().clone(),
+                clock,
+                QuotaConfig {
+                    tz: Tz::default(),
+                    defaults_user: limits,
+                    defaults_ip: Limits::default(),
+                    ttl: Duration::from_secs(5),
+                },
+            );
+            q
+        };
+        assert!(q.spent(&alice(), BOTH, now).unwrap().is_some());
+        remove(&path);
     }
 }
