@@ -860,7 +860,7 @@ mod tests {
             let db = super::super::db::Db::open(&path).unwrap();
             let mut limits = Limits::default();
             limits.of_mut(Period::Day).set(Dir::Total, 100);
-            let q = Quotas::new(
+            Quotas::new(
                 db.pool().clone(),
                 clock,
                 QuotaConfig {
@@ -869,8 +869,7 @@ mod tests {
                     defaults_ip: Limits::default(),
                     ttl: Duration::from_secs(5),
                 },
-            );
-            q
+            )
         };
         assert!(q.spent(&alice(), BOTH, now).unwrap().is_some());
         remove(&path);
