@@ -6,7 +6,7 @@
 //! * `pro_tcp_throughput_ratio`: TCP receive throughput through `btest-server-pro` (budgets
 //!   charged every interval) over `btest -s`, same client, runs interleaved.
 //!
-//! `BENCH_SECS` (default 5) sets the length of each throughput test.
+//! `BENCH_SECS` (default 3) sets the length of each throughput test (4 rounds of each).
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -128,7 +128,7 @@ fn secs() -> u64 {
     std::env::var("BENCH_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
+        .unwrap_or(3)
 }
 
 fn free_port() -> u16 {
@@ -184,21 +184,28 @@ fn throughput_ratio() {
     let path = temp_db("tcp");
     let db = path.display().to_string();
     let (mut plain, mut pro) = (0u64, 0u64);
-    for _ in 0..2 {
-        let port = free_port();
-        let server = start(BTEST, &["-s"], port);
-        plain += receive(port);
-        drop(server);
-        let port = free_port();
-        let server = start(
-            PRO,
-            &["--db", &db, "--open", "--ip-daily-quota", "1000T"],
-            port,
-        );
-        pro += receive(port);
-        drop(server);
+    // Interleaved, and the order flipped every round, so drift in the machine's load (other
+    // builds on a two-core box) falls on both servers alike.
+    const ROUNDS: u64 = 4;
+    for round in 0..ROUNDS {
+        for pro_turn in [round % 2 == 1, round % 2 == 0] {
+            let port = free_port();
+            if pro_turn {
+                let server = start(
+                    PRO,
+                    &["--db", &db, "--open", "--ip-daily-quota", "1000T"],
+                    port,
+                );
+                pro += receive(port);
+                drop(server);
+            } else {
+                let server = start(BTEST, &["-s"], port);
+                plain += receive(port);
+                drop(server);
+            }
+        }
     }
-    let s = (2 * secs()) as f64;
+    let s = (ROUNDS * secs()) as f64;
     println!(
         "# tcp receive: btest -s {:.0} Mbps, btest-server-pro {:.0} Mbps",
         plain as f64 * 8.0 / s / 1e6,
