@@ -479,3 +479,25 @@ fn usage_and_sessions_commands_report() {
     );
     assert!(sessions.contains("completed"), "{sessions}");
 }
+
+#[test]
+fn kill_dash_9_loses_at_most_the_last_second() {
+    let db = TempDb::new("kill9");
+    let server = ProServer::start(&db, &["--open"]);
+    let out = server.client(&["-t", "-b", "8M", "-d", "2"]);
+    assert!(out.status.success());
+    server.wait_ends(1);
+    std::thread::sleep(Duration::from_millis(1100));
+    // Dropping the server is SIGKILL: no drain, no final commit.
+    drop(server);
+    let sent = summary(&out, "TX");
+    let stored = db.query_u64("SELECT sum(bytes_in) FROM usage WHERE kind = 'ip'");
+    assert_eq!(
+        stored,
+        db.query_u64("SELECT bytes_in FROM sessions WHERE outcome = 'completed'")
+    );
+    assert!(
+        stored.abs_diff(sent) <= sent / 50,
+        "stored {stored}, sent {sent}"
+    );
+}
