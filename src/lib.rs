@@ -12,6 +12,8 @@
 //! * [`server`] and [`client`]: sockets, threads and policy.
 //! * [`report`]: what leaves the program: interval lines, summaries, CSV, JSON, syslog.
 //! * [`sys`]: the few operating-system facilities we need, over `libc`.
+//! * `pro` (feature `pro`): the user database, byte budgets and session history of
+//!   `btest-server-pro`.
 
 pub mod app;
 pub mod auth;
@@ -20,6 +22,8 @@ pub mod client;
 pub mod engine;
 pub mod handshake;
 pub mod log;
+#[cfg(feature = "pro")]
+pub mod pro;
 pub mod proto;
 pub mod report;
 pub mod server;

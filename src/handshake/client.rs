@@ -163,10 +163,20 @@ fn read_auth_outcome<S: Read>(
         Ok(Reply::Ok { token }) => Ok(Reply::Ok { token }),
         Ok(Reply::Failed) => Err(rejected()),
         Ok(other) => Ok(other),
+        // After EC-SRP5 the server has proved it knows our verifier, so a close here is a
+        // refusal by policy (budget, limits), not a wrong password. After MD5 nothing tells
+        // the two apart.
         Err(HandshakeError::Io { source, .. })
             if source.kind() == std::io::ErrorKind::UnexpectedEof =>
         {
-            Err(rejected())
+            if method == AuthMethod::EcSrp5 {
+                Err(HandshakeError::Refused(
+                    "server closed the connection after authentication (refused by its policy)"
+                        .into(),
+                ))
+            } else {
+                Err(rejected())
+            }
         }
         Err(e) => Err(e),
     }

@@ -1,0 +1,226 @@
+//! btest-server-pro benchmarks. Prints `bench=<name> value=<n> unit=<u>` lines:
+//!
+//! * `pro_admission_us`: median time of one `admit` with a warm budget cache (user and address
+//!   budgets set, so both subjects are checked), in microseconds.
+//! * `pro_writer_rows_per_s`: interval rows the writer thread commits per second.
+//! * `pro_tcp_throughput_ratio`: TCP receive throughput through `btest-server-pro` (budgets
+//!   charged every interval) over `btest -s`, same client, runs interleaved.
+//!
+//! `BENCH_SECS` (default 3) sets the length of each throughput test (4 rounds of each).
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use btest_rs::handshake::AuthMethod;
+use btest_rs::pro::admission::{Limits as ConnLimits, ProAdmission};
+use btest_rs::pro::db::Db;
+use btest_rs::pro::quota::{Dir, Limits, Period, QuotaConfig, Quotas, SystemClock, Tz};
+use btest_rs::pro::writer::{Op, Writer};
+use btest_rs::proto::{Command as TestCommand, Direction, Payload, Protocol};
+use btest_rs::server::policy::{Admission, AdmissionRequest};
+
+const BTEST: &str = env!("CARGO_BIN_EXE_btest");
+const PRO: &str = env!("CARGO_BIN_EXE_btest-server-pro");
+
+fn report(name: &str, value: f64, unit: &str) {
+    println!("bench={name} value={value:.2} unit={unit}");
+}
+
+fn temp_db(tag: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("btest-bench-{}-{tag}.db", std::process::id()));
+    remove_db(&p);
+    p
+}
+
+fn remove_db(p: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+    }
+}
+
+fn admission() {
+    let path = temp_db("admit");
+    let db = Db::open(&path).expect("db");
+    let writer = Writer::start(db.connection().expect("conn")).expect("writer");
+    let mut limits = Limits::default();
+    limits.of_mut(Period::Day).set(Dir::Total, 1 << 50);
+    let quotas = Arc::new(Quotas::new(
+        db.pool().clone(),
+        Arc::new(SystemClock),
+        QuotaConfig {
+            tz: Tz::default(),
+            defaults_user: limits,
+            defaults_ip: limits,
+            ttl: Duration::from_secs(5),
+        },
+    ));
+    let adm = ProAdmission::new(
+        quotas,
+        writer.sender(),
+        ConnLimits {
+            max_duration: None,
+            max_conn_per_ip: 1_000_000,
+        },
+        0,
+    );
+    let cmd = TestCommand {
+        protocol: Protocol::Tcp,
+        direction: Direction::ServerTx,
+        payload: Payload::Zeros,
+        tcp_conn_count: 0,
+        tx_size: 32768,
+        client_buf_size: 0,
+        remote_tx_speed: 0,
+        local_tx_speed: 0,
+    };
+    let peer: SocketAddr = "192.0.2.7:40000".parse().expect("addr");
+    let req = AdmissionRequest {
+        peer,
+        method: AuthMethod::EcSrp5,
+        user: b"alice",
+        cmd: &cmd,
+    };
+    drop(adm.admit(&req).expect("warm-up admit"));
+    let mut times = Vec::with_capacity(20_000);
+    for _ in 0..20_000 {
+        let t = Instant::now();
+        let ticket = adm.admit(&req).expect("admit");
+        times.push(t.elapsed());
+        drop(ticket);
+    }
+    times.sort();
+    report(
+        "pro_admission_us",
+        times[times.len() / 2].as_secs_f64() * 1e6,
+        "us",
+    );
+    writer.flush();
+    drop(writer);
+    remove_db(&path);
+}
+
+fn writer_rows() {
+    let path = temp_db("writer");
+    let db = Db::open(&path).expect("db");
+    let writer = Writer::start(db.connection().expect("conn")).expect("writer");
+    let tx = writer.sender();
+    const ROWS: u32 = 200_000;
+    let start = Instant::now();
+    for i in 0..ROWS {
+        let _ = tx.send(Op::Interval {
+            session: i64::from(i % 50),
+            idx: i,
+            at_ms: 0,
+            bytes_in: 1_000_000,
+            bytes_out: 0,
+        });
+    }
+    writer.flush();
+    let secs = start.elapsed().as_secs_f64();
+    report("pro_writer_rows_per_s", f64::from(ROWS) / secs, "rows/s");
+    drop(writer);
+    remove_db(&path);
+}
+
+fn secs() -> u64 {
+    std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(2000)
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+fn start(bin: &str, args: &[&str], port: u16) -> Child {
+    let child = Command::new(bin)
+        .args(args)
+        .args(["-q", "--listen", "127.0.0.1", "-P", &port.to_string()])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server");
+    for _ in 0..250 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Child(child)
+}
+
+/// Bytes received by the client in one receive test.
+fn receive(port: u16) -> u64 {
+    let out = Command::new(BTEST)
+        .args(["-c", "127.0.0.1", "-P", &port.to_string(), "-q", "-r"])
+        .args(["-d", &secs().to_string()])
+        .output()
+        .expect("run client");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("[ avg]") && l.contains("RX"))
+        .and_then(|l| l.split('(').nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(0)
+}
+
+fn throughput_ratio() {
+    let path = temp_db("tcp");
+    let db = path.display().to_string();
+    let (mut plain, mut pro) = (0u64, 0u64);
+    // Interleaved, and the order flipped every round, so drift in the machine's load (other
+    // builds on a two-core box) falls on both servers alike.
+    const ROUNDS: u64 = 4;
+    for round in 0..ROUNDS {
+        for pro_turn in [round % 2 == 1, round % 2 == 0] {
+            let port = free_port();
+            if pro_turn {
+                let server = start(
+                    PRO,
+                    &["--db", &db, "--open", "--ip-daily-quota", "1000T"],
+                    port,
+                );
+                pro += receive(port);
+                drop(server);
+            } else {
+                let server = start(BTEST, &["-s"], port);
+                plain += receive(port);
+                drop(server);
+            }
+        }
+    }
+    let s = (ROUNDS * secs()) as f64;
+    println!(
+        "# tcp receive: btest -s {:.0} Mbps, btest-server-pro {:.0} Mbps",
+        plain as f64 * 8.0 / s / 1e6,
+        pro as f64 * 8.0 / s / 1e6
+    );
+    report(
+        "pro_tcp_throughput_ratio",
+        pro as f64 / (plain as f64).max(1.0),
+        "ratio",
+    );
+    remove_db(&path);
+}
+
+fn main() {
+    admission();
+    writer_rows();
+    throughput_ratio();
+}

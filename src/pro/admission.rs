@@ -1,0 +1,353 @@
+//! The pro server's [`Admission`]: per-address concurrency slots, per-user and per-address
+//! budgets checked at admission and charged every interval, and a session row for every test,
+//! refusal and failed authentication — all written through the writer's channel.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+
+use super::quota::{Kind, Quotas, Spent, Subject, Uses, unix_ms};
+use super::writer::{Op, SessionEnd, SessionStart};
+use crate::engine::session::StreamEnd;
+use crate::engine::{EndReason, Interval};
+use crate::handshake::AuthMethod;
+use crate::log;
+use crate::server::policy::{
+    Admission, AdmissionRequest, Refusal, RefusalKind, SessionSummary, Ticket, Verdict,
+};
+
+/// Limits beside the budgets.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest test.
+    pub max_duration: Option<Duration>,
+    /// Concurrent tests from one address.
+    pub max_conn_per_ip: usize,
+}
+
+/// Concurrent tests per address, with slots that return on drop.
+#[derive(Default)]
+struct IpSlots(Mutex<HashMap<IpAddr, usize>>);
+
+/// One address's place; given back when the ticket is dropped, whatever ended the test.
+struct IpSlot {
+    slots: Arc<IpSlots>,
+    ip: IpAddr,
+}
+
+impl IpSlots {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut map = self.0.lock();
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.slots.0.lock();
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The policy object given to the server core.
+pub struct ProAdmission {
+    quotas: Arc<Quotas>,
+    writes: Sender<Op>,
+    limits: Limits,
+    slots: Arc<IpSlots>,
+    next_id: AtomicI64,
+}
+
+impl ProAdmission {
+    /// A policy charging `quotas`, recording through `writes`; session ids continue after
+    /// `last_id`.
+    pub fn new(quotas: Arc<Quotas>, writes: Sender<Op>, limits: Limits, last_id: i64) -> Self {
+        ProAdmission {
+            quotas,
+            writes,
+            limits,
+            slots: Arc::default(),
+            next_id: AtomicI64::new(last_id + 1),
+        }
+    }
+
+    /// Tests running from `ip` now.
+    pub fn running_from(&self, ip: IpAddr) -> usize {
+        self.slots.0.lock().get(&ip).copied().unwrap_or(0)
+    }
+
+    fn record_refusal(
+        &self,
+        peer: SocketAddr,
+        user: Option<String>,
+        auth: AuthMethod,
+        req: Option<&AdmissionRequest<'_>>,
+        outcome: &'static str,
+        detail: String,
+    ) {
+        let _ = self.writes.send(Op::Start(SessionStart {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            start_ms: unix_ms(),
+            peer: peer.ip().to_string(),
+            user,
+            proto: req.map(|r| r.cmd.protocol.name()),
+            direction: req.map(|r| r.cmd.direction.client_name()),
+            auth: auth.name(),
+            outcome,
+            detail: Some(detail),
+        }));
+    }
+
+    fn refuse(
+        &self,
+        req: &AdmissionRequest<'_>,
+        user: Option<String>,
+        kind: RefusalKind,
+        detail: String,
+    ) -> Refusal {
+        let outcome = if kind == RefusalKind::Quota {
+            "quota"
+        } else {
+            "refused"
+        };
+        self.record_refusal(
+            req.peer,
+            user,
+            req.method,
+            Some(req),
+            outcome,
+            detail.clone(),
+        );
+        Refusal { kind, detail }
+    }
+}
+
+fn db_refusal(e: impl std::fmt::Display) -> (RefusalKind, String) {
+    (RefusalKind::Other, format!("budget unavailable: {e}"))
+}
+
+impl Admission for ProAdmission {
+    fn admit(&self, req: &AdmissionRequest<'_>) -> Result<Box<dyn Ticket>, Refusal> {
+        let user = (req.method != AuthMethod::None)
+            .then(|| String::from_utf8_lossy(req.user).into_owned());
+        let ip = req.peer.ip().to_canonical();
+        let Some(slot) = self.slots.take(ip, self.limits.max_conn_per_ip) else {
+            let detail = format!(
+                "{ip} already runs {} tests (--max-conn-per-ip)",
+                self.limits.max_conn_per_ip
+            );
+            return Err(self.refuse(req, user, RefusalKind::PerIpLimit, detail));
+        };
+        let mut subjects = Vec::with_capacity(2);
+        if let Some(u) = &user {
+            subjects.push(Subject {
+                kind: Kind::User,
+                name: Arc::from(u.as_str()),
+            });
+        }
+        subjects.push(Subject {
+            kind: Kind::Ip,
+            name: Arc::from(ip.to_string()),
+        });
+        let uses = Uses {
+            rx: req.cmd.direction.server_rx(),
+            tx: req.cmd.direction.server_tx(),
+        };
+        let now = self.quotas.now();
+        for s in &subjects {
+            match self.quotas.spent(s, uses, now) {
+                Ok(None) => {}
+                Ok(Some(spent)) => {
+                    return Err(self.refuse(req, user, RefusalKind::Quota, spent.to_string()));
+                }
+                Err(e) => {
+                    let (kind, detail) = db_refusal(e);
+                    return Err(self.refuse(req, user, kind, detail));
+                }
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let _ = self.writes.send(Op::Start(SessionStart {
+            id,
+            start_ms: unix_ms(),
+            peer: ip.to_string(),
+            user: user.clone(),
+            proto: Some(req.cmd.protocol.name()),
+            direction: Some(req.cmd.direction.client_name()),
+            auth: req.method.name(),
+            outcome: "running",
+            detail: None,
+        }));
+        Ok(Box::new(ProTicket {
+            id,
+            quotas: self.quotas.clone(),
+            writes: self.writes.clone(),
+            subjects,
+            uses,
+            max_duration: self.limits.max_duration,
+            seen: (0, 0),
+            spent: None,
+            finished: false,
+            _slot: slot,
+        }))
+    }
+
+    fn auth_failed(&self, peer: SocketAddr, method: AuthMethod, user: &str) {
+        self.record_refusal(
+            peer,
+            Some(user.to_owned()),
+            method,
+            None,
+            "auth_failed",
+            "authentication failed".into(),
+        );
+    }
+
+    fn refused(&self, peer: SocketAddr, refusal: &Refusal) {
+        self.record_refusal(
+            peer,
+            None,
+            AuthMethod::None,
+            None,
+            "refused",
+            refusal.detail.clone(),
+        );
+    }
+}
+
+/// One admitted test.
+struct ProTicket {
+    id: i64,
+    quotas: Arc<Quotas>,
+    writes: Sender<Op>,
+    subjects: Vec<Subject>,
+    uses: Uses,
+    max_duration: Option<Duration>,
+    /// Bytes (in, out) charged so far.
+    seen: (u64, u64),
+    spent: Option<Spent>,
+    finished: bool,
+    _slot: IpSlot,
+}
+
+impl ProTicket {
+    /// Charges bytes to every subject's counters and usage rows; true if a budget is spent.
+    fn charge(&mut self, bytes_in: u64, bytes_out: u64) -> bool {
+        self.seen.0 += bytes_in;
+        self.seen.1 += bytes_out;
+        let now = self.quotas.now();
+        let mut stop = false;
+        for s in &self.subjects {
+            if bytes_in | bytes_out != 0 {
+                let _ = self.writes.send(Op::Usage {
+                    kind: s.kind,
+                    subject: s.name.clone(),
+                    at: now,
+                    bytes_in,
+                    bytes_out,
+                });
+            }
+            match self.quotas.charge(s, bytes_in, bytes_out, self.uses, now) {
+                Ok(None) => {}
+                Ok(Some(spent)) => {
+                    if self.spent.is_none() {
+                        log!(0, "session {}: stopping: {spent}", self.id);
+                        self.spent = Some(spent);
+                    }
+                    stop = true;
+                }
+                // The counters are in memory; only a budget lookup can fail. Keep the test
+                // going on the cached budget rather than punish the user for our database.
+                Err(e) => crate::log_error!("session {}: {e}", self.id),
+            }
+        }
+        stop
+    }
+}
+
+impl Ticket for ProTicket {
+    fn max_duration(&self) -> Option<Duration> {
+        self.max_duration
+    }
+
+    fn interval(&mut self, iv: &Interval<'_>) -> Verdict {
+        let (bytes_in, bytes_out) = (iv.rx_bytes, iv.tx_bytes);
+        let _ = self.writes.send(Op::Interval {
+            session: self.id,
+            idx: iv.index,
+            at_ms: unix_ms(),
+            bytes_in,
+            bytes_out,
+        });
+        if self.charge(bytes_in, bytes_out) {
+            Verdict::Stop
+        } else {
+            Verdict::Continue
+        }
+    }
+
+    fn finish(&mut self, summary: &SessionSummary<'_>) {
+        let o = summary.outcome;
+        // Whatever the intervals did not report (UDP sessions, which get no interval calls,
+        // or a last partial interval) is charged now, so usage always equals the session row.
+        let rest_in = o.rx_bytes.saturating_sub(self.seen.0);
+        let rest_out = o.tx_bytes.saturating_sub(self.seen.1);
+        if rest_in | rest_out != 0 {
+            self.charge(rest_in, rest_out);
+        }
+        let secs = o.elapsed.as_secs_f64().max(1e-3);
+        let (outcome, detail) = match (&self.spent, o.reason) {
+            (Some(s), _) => ("quota", Some(s.to_string())),
+            (None, EndReason::Stream(StreamEnd::Error(_) | StreamEnd::Panicked)) => {
+                ("error", Some(o.reason.describe()))
+            }
+            (None, r) => ("completed", Some(r.describe())),
+        };
+        let _ = self.writes.send(Op::End(SessionEnd {
+            id: self.id,
+            end_ms: unix_ms(),
+            connections: u32::try_from(summary.connections).unwrap_or(u32::MAX),
+            bytes_in: self.seen.0,
+            bytes_out: self.seen.1,
+            avg_in_bps: self.seen.0 as f64 * 8.0 / secs,
+            avg_out_bps: self.seen.1 as f64 * 8.0 / secs,
+            outcome,
+            detail,
+        }));
+        self.finished = true;
+    }
+}
+
+impl Drop for ProTicket {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.writes.send(Op::End(SessionEnd {
+                id: self.id,
+                end_ms: unix_ms(),
+                bytes_in: self.seen.0,
+                bytes_out: self.seen.1,
+                outcome: "error",
+                detail: Some("the test could not start".into()),
+                ..SessionEnd::default()
+            }));
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The command line of `btest-server-pro`: serve (no subcommand) or administer the database
+//! (`user`, `ip`, `usage`, `sessions`). `--db` comes before the subcommand.
+
+use argh::FromArgs;
+
+use crate::proto::{DEFAULT_PORT, DEFAULT_UDP_PORT_BASE};
+
+/// btest-server-pro: a public MikroTik bandwidth-test server with users, per-user and per-IP
+/// byte budgets and session history in SQLite. Without a subcommand it serves. Sizes are
+/// bytes or 500M, 2G, 1.5T (1000-based), 512MiB (1024-based); 0 = unlimited. Default budgets
+/// below apply where the database has no override for the user or address.
+#[derive(FromArgs, Debug)]
+#[argh(help_triggers("-h", "--help"))]
+pub struct ProArgs {
+    /// database file (default btest.db); created with mode 0600 and migrated on start
+    #[argh(option, arg_name = "PATH", default = "String::from(\"btest.db\")")]
+    pub db: String,
+
+    /// control port (default 2000)
+    #[argh(option, short = 'P', arg_name = "PORT", default = "DEFAULT_PORT")]
+    pub port: u16,
+
+    /// IPv4 listen address (default 0.0.0.0); "none" disables IPv4
+    #[argh(option, arg_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// IPv6 listen address, e.g. "::" (off unless given)
+    #[argh(option, arg_name = "ADDR")]
+    pub listen6: Option<String>,
+
+    /// concurrent tests allowed in all (default 100)
+    #[argh(option, arg_name = "N", default = "100")]
+    pub max_sessions: usize,
+
+    /// first UDP data port (default 2001)
+    #[argh(option, arg_name = "N", default = "DEFAULT_UDP_PORT_BASE")]
+    pub udp_port_base: u16,
+
+    /// authentication offered to every client: ecsrp5 (default) or md5 (only users added
+    /// with --md5 can log in)
+    #[argh(option, arg_name = "METHOD", default = "String::from(\"ecsrp5\")")]
+    pub auth: String,
+
+    /// accept unauthenticated tests, accounted per source address only
+    #[argh(switch)]
+    pub open: bool,
+
+    /// longest test in seconds, 0 = no limit (default 300)
+    #[argh(option, arg_name = "SECS", default = "300")]
+    pub max_duration: u64,
+
+    /// concurrent tests from one address (default 5)
+    #[argh(option, arg_name = "N", default = "5")]
+    pub max_conn_per_ip: usize,
+
+    /// default daily budget of each user (default 0 = unlimited)
+    #[argh(option, arg_name = "SIZE")]
+    pub daily_quota: Option<String>,
+
+    /// default weekly (ISO week) budget of each user
+    #[argh(option, arg_name = "SIZE")]
+    pub weekly_quota: Option<String>,
+
+    /// default monthly budget of each user
+    #[argh(option, arg_name = "SIZE")]
+    pub monthly_quota: Option<String>,
+
+    /// default daily budget of each source address
+    #[argh(option, arg_name = "SIZE")]
+    pub ip_daily_quota: Option<String>,
+
+    /// default weekly budget of each source address
+    #[argh(option, arg_name = "SIZE")]
+    pub ip_weekly_quota: Option<String>,
+
+    /// default monthly budget of each source address
+    #[argh(option, arg_name = "SIZE")]
+    pub ip_monthly_quota: Option<String>,
+
+    /// which bytes the default budgets count: total (default), in (client to server) or out
+    #[argh(option, arg_name = "DIR", default = "String::from(\"total\")")]
+    pub quota_direction: String,
+
+    /// time zone of days, weeks and months: UTC (default) or a fixed offset like +02:00
+    /// (no named zones, so no daylight-saving changes)
+    #[argh(option, arg_name = "TZ", default = "String::from(\"UTC\")")]
+    pub tz: String,
+
+    /// only errors on stderr
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+
+    /// more detail on stderr; repeat for more
+    #[argh(switch, short = 'v')]
+    pub verbose: u8,
+
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    pub version: bool,
+
+    #[argh(subcommand)]
+    pub cmd: Option<Sub>,
+}
+
+/// Administration subcommands.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Sub {
+    /// Users.
+    User(UserCmd),
+    /// Address budgets.
+    Ip(IpCmd),
+    /// Usage against budget.
+    Usage(UsageCmd),
+    /// Session history.
+    Sessions(SessionsCmd),
+}
+
+/// manage users (add, del, list, passwd, show, set-quota)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "user")]
+pub struct UserCmd {
+    #[argh(subcommand)]
+    pub cmd: UserSub,
+}
+
+/// User subcommands.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum UserSub {
+    /// Add.
+    Add(UserAdd),
+    /// Delete.
+    Del(UserDel),
+    /// List.
+    List(UserList),
+    /// Change password.
+    Passwd(UserPasswd),
+    /// Show one.
+    Show(UserShow),
+    /// Set budgets.
+    SetQuota(SetQuota),
+}
+
+/// add a user (stores the EC-SRP5 salt and verifier; with --md5 also the password)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "add")]
+pub struct UserAdd {
+    /// user name
+    #[argh(positional)]
+    pub name: String,
+    /// password
+    #[argh(positional)]
+    pub password: String,
+    /// also keep the password so the user can log in with MD5 (--auth md5)
+    #[argh(switch)]
+    pub md5: bool,
+}
+
+/// delete a user and their budget overrides
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "del")]
+pub struct UserDel {
+    /// user name
+    #[argh(positional)]
+    pub name: String,
+}
+
+/// list users
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+pub struct UserList {}
+
+/// change a user's password (a user with an MD5 secret keeps one)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "passwd")]
+pub struct UserPasswd {
+    /// user name
+    #[argh(positional)]
+    pub name: String,
+    /// new password
+    #[argh(positional)]
+    pub password: String,
+    /// keep the password for MD5 from now on
+    #[argh(switch)]
+    pub md5: bool,
+    /// drop the stored MD5 password (EC-SRP5 only from now on)
+    #[argh(switch)]
+    pub no_md5: bool,
+}
+
+/// show a user, their budgets and this period's usage
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "show")]
+pub struct UserShow {
+    /// user name
+    #[argh(positional)]
+    pub name: String,
+}
+
+/// set budgets of a user or address (options not given stay as they were; 0 = unlimited,
+/// "default" = back to the server's default)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "set-quota")]
+pub struct SetQuota {
+    /// user name or IP address
+    #[argh(positional)]
+    pub name: String,
+    /// daily budget
+    #[argh(option, arg_name = "SIZE")]
+    pub daily: Option<String>,
+    /// weekly budget
+    #[argh(option, arg_name = "SIZE")]
+    pub weekly: Option<String>,
+    /// monthly budget
+    #[argh(option, arg_name = "SIZE")]
+    pub monthly: Option<String>,
+    /// which bytes these count: total (default), in or out
+    #[argh(option, arg_name = "DIR", default = "String::from(\"total\")")]
+    pub direction: String,
+}
+
+/// manage per-address budgets (set-quota, show)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "ip")]
+pub struct IpCmd {
+    #[argh(subcommand)]
+    pub cmd: IpSub,
+}
+
+/// Address subcommands.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum IpSub {
+    /// Set budgets.
+    SetQuota(SetQuota),
+    /// Show.
+    Show(IpShow),
+}
+
+/// show an address's budgets and this period's usage
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "show")]
+pub struct IpShow {
+    /// IP address
+    #[argh(positional)]
+    pub addr: String,
+}
+
+/// print usage against budget for the current day, week or month
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "usage")]
+pub struct UsageCmd {
+    /// only this user
+    #[argh(option, arg_name = "USER")]
+    pub user: Option<String>,
+    /// only this address
+    #[argh(option, arg_name = "ADDR")]
+    pub ip: Option<String>,
+    /// day (default), week or month
+    #[argh(option, arg_name = "PERIOD", default = "String::from(\"day\")")]
+    pub period: String,
+}
+
+/// list recent sessions, newest first
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "sessions")]
+pub struct SessionsCmd {
+    /// how many (default 20)
+    #[argh(option, arg_name = "N", default = "20")]
+    pub last: u32,
+}

@@ -1,0 +1,365 @@
+//! The database: one SQLite file in WAL mode, created with mode 0600, migrated on start
+//! (`PRAGMA user_version` is the schema version), read through an r2d2 pool and written by
+//! one writer thread ([`super::writer`]).
+//!
+//! Why 0600: a user allowed MD5 has their password stored (MD5 challenge-response needs the
+//! password itself), so the file is as secret as a password file. SQLite gives the `-wal` and
+//! `-shm` files the mode of the database file.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, ErrorCode};
+
+/// The read pool.
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// Schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a statement waits for another writer (the admin commands, a second reader's
+/// checkpoint) before giving up with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: users, quota overrides, usage buckets, session history and per-second intervals.
+    "
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY NOT NULL,
+        salt BLOB NOT NULL,
+        x_gamma BLOB NOT NULL,
+        gamma_parity INTEGER NOT NULL,
+        md5_secret BLOB,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE quotas (
+        kind TEXT NOT NULL CHECK (kind IN ('user', 'ip')),
+        subject TEXT NOT NULL,
+        period TEXT NOT NULL CHECK (period IN ('day', 'week', 'month')),
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out', 'total')),
+        bytes INTEGER NOT NULL,
+        PRIMARY KEY (kind, subject, period, direction)
+    ) WITHOUT ROWID;
+    CREATE TABLE usage (
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        bytes_in INTEGER NOT NULL DEFAULT 0,
+        bytes_out INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (kind, subject, bucket)
+    ) WITHOUT ROWID;
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY,
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER,
+        peer TEXT NOT NULL,
+        user TEXT,
+        proto TEXT,
+        direction TEXT,
+        auth TEXT NOT NULL,
+        connections INTEGER NOT NULL DEFAULT 0,
+        bytes_in INTEGER NOT NULL DEFAULT 0,
+        bytes_out INTEGER NOT NULL DEFAULT 0,
+        avg_in_bps REAL,
+        avg_out_bps REAL,
+        outcome TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX sessions_by_start ON sessions (start_ms);
+    CREATE INDEX sessions_by_user ON sessions (user, start_ms);
+    CREATE TABLE session_intervals (
+        session_id INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        bytes_in INTEGER NOT NULL,
+        bytes_out INTEGER NOT NULL,
+        PRIMARY KEY (session_id, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ",
+];
+
+/// Why the database cannot be used. Each message says what to do about it.
+#[derive(Debug)]
+pub enum DbError {
+    /// The file could not be created.
+    Create {
+        /// The database path.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The path exists but is not a regular file.
+    NotAFile(PathBuf),
+    /// The file (or its directory) is not writable.
+    ReadOnly(PathBuf),
+    /// The file is not a SQLite database or is damaged.
+    Corrupt {
+        /// The database path.
+        path: PathBuf,
+        /// SQLite's words.
+        detail: String,
+    },
+    /// A newer btest-server-pro wrote this schema.
+    TooNew {
+        /// The database path.
+        path: PathBuf,
+        /// The version found.
+        found: i64,
+    },
+    /// Any other SQLite failure.
+    Sqlite {
+        /// What we were doing.
+        context: &'static str,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The read pool could not be built.
+    Pool(r2d2::Error),
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbError::Create { path, source } => write!(
+                f,
+                "cannot create database {}: {source}; check the directory exists and is writable",
+                path.display()
+            ),
+            DbError::NotAFile(p) => {
+                write!(f, "database path {} is not a regular file", p.display())
+            }
+            DbError::ReadOnly(p) => write!(
+                f,
+                "database {} is read-only; the server must write usage and sessions (fix the \
+                 file's permissions or pass another --db)",
+                p.display()
+            ),
+            DbError::Corrupt { path, detail } => write!(
+                f,
+                "database {} is not a btest-server-pro SQLite database or is damaged ({detail}); \
+                 move it away or restore a backup",
+                path.display()
+            ),
+            DbError::TooNew { path, found } => write!(
+                f,
+                "database {} has schema version {found}, newer than this build understands \
+                 ({SCHEMA_VERSION}); upgrade btest-server-pro",
+                path.display()
+            ),
+            DbError::Sqlite { context, source } => {
+                write!(f, "database error while {context}: {source}")
+            }
+            DbError::Pool(e) => write!(f, "cannot open database connections: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
+
+/// Wraps a SQLite error with what we were doing.
+pub fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> DbError {
+    move |source| DbError::Sqlite { context, source }
+}
+
+/// An opened, migrated database: its path, for more connections, and a read pool.
+pub struct Db {
+    path: PathBuf,
+    pool: Pool,
+}
+
+impl Db {
+    /// Creates (mode 0600) or opens the file, checks it, switches to WAL, migrates the schema
+    /// and builds the read pool.
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        prepare_file(path)?;
+        let conn = connect(path)?;
+        migrate(&conn, path)?;
+        drop(conn);
+        let manager = SqliteConnectionManager::file(path).with_init(|c| configure(c));
+        let pool = r2d2::Pool::builder()
+            .max_size(4)
+            .min_idle(Some(1))
+            .build(manager)
+            .map_err(DbError::Pool)?;
+        Ok(Db {
+            path: path.to_path_buf(),
+            pool,
+        })
+    }
+
+    /// The read pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// A connection of its own (the writer thread, admin commands).
+    pub fn connection(&self) -> Result<Connection, DbError> {
+        connect(&self.path)
+    }
+
+    /// The file path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Creates the file with mode 0600 before SQLite sees it, or checks the existing one.
+fn prepare_file(path: &Path) -> Result<(), DbError> {
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            if !meta.is_file() {
+                return Err(DbError::NotAFile(path.to_path_buf()));
+            }
+            // Checked by the bits, not by trying: root would be let through by the kernel and
+            // then fail later, mid-session, on the first commit.
+            if meta.permissions().mode() & 0o200 == 0 {
+                return Err(DbError::ReadOnly(path.to_path_buf()));
+            }
+            if meta.permissions().mode() & 0o077 != 0 {
+                crate::log!(
+                    0,
+                    "warning: database {} is readable by other users (mode {:o}); it may hold \
+                     MD5 passwords: chmod 600 it",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map(drop)
+            .map_err(|source| DbError::Create {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Err(source) => Err(DbError::Create {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL with NORMAL: a commit is durable after the next checkpoint's fsync, and never
+    // corrupts; losing the last instant of usage on power loss is the accepted cost.
+    conn.pragma_update(None, "synchronous", "NORMAL")
+}
+
+fn classify(path: &Path, context: &'static str, e: rusqlite::Error) -> DbError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => DbError::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        },
+        Some(ErrorCode::ReadOnly)
+        | Some(ErrorCode::CannotOpen)
+        | Some(ErrorCode::PermissionDenied) => DbError::ReadOnly(path.to_path_buf()),
+        _ => DbError::Sqlite { context, source: e },
+    }
+}
+
+/// Opens a connection, sets WAL and the busy timeout, and proves the file is a database.
+fn connect(path: &Path) -> Result<Connection, DbError> {
+    let conn = Connection::open(path).map_err(|e| classify(path, "opening", e))?;
+    configure(&conn).map_err(|e| classify(path, "configuring", e))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| classify(path, "switching to WAL", e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(DbError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("journal mode stays '{mode}'"),
+        });
+    }
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), DbError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| classify(path, "reading the schema version", e))?;
+    if version > SCHEMA_VERSION {
+        return Err(DbError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+        });
+    }
+    if version == 0 {
+        // A version-0 file must be empty: anything else is some other program's database.
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(|e| classify(path, "reading the schema", e))?;
+        if tables > 0 {
+            return Err(DbError::Corrupt {
+                path: path.to_path_buf(),
+                detail: "it has tables but no btest-server-pro schema version".into(),
+            });
+        }
+    }
+    for (from, script) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let to = from as i64 + 1;
+        let batch = format!("BEGIN IMMEDIATE; {script} PRAGMA user_version = {to}; COMMIT;");
+        if let Err(e) = conn.execute_batch(&batch) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(classify(path, "migrating the schema", e));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("btest-db-{}-{name}.db", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[test]
+    fn creates_with_mode_0600_and_migrates_once() {
+        let p = temp("create");
+        let db = Db::open(&p).expect("open");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        drop(db);
+        let db = Db::open(&p).expect("reopen");
+        let v: i64 = db
+            .connection()
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn garbage_and_read_only_files_are_clear_errors() {
+        let p = temp("garbage");
+        std::fs::write(&p, vec![0x5a; 8192]).unwrap();
+        let e = Db::open(&p).err().expect("garbage must fail");
+        assert!(matches!(e, DbError::Corrupt { .. }), "{e}");
+        std::fs::remove_file(&p).unwrap();
+        let p = temp("ro");
+        drop(Db::open(&p).unwrap());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let e = Db::open(&p).err().expect("read-only must fail");
+        assert!(matches!(e, DbError::ReadOnly(_)), "{e}");
+        let _ = std::fs::remove_file(&p);
+    }
+}

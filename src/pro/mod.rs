@@ -1,0 +1,318 @@
+//! `btest-server-pro`: the plain server core with a user database, byte budgets and session
+//! history (feature `pro`).
+//!
+//! * [`db`]: SQLite file (mode 0600, WAL, versioned schema) and the r2d2 read pool.
+//! * [`writer`]: the one writer thread; everything else only sends on its channel.
+//! * [`quota`]: periods in a fixed-offset zone, budgets with a TTL cache, live counters.
+//! * [`admission`]: the [`Admission`](crate::server::policy::Admission) the core consults.
+//! * [`authn`]: users from the database as an
+//!   [`Authenticator`](crate::handshake::server::Authenticator).
+//! * [`users`]: the administration commands; [`cli`]: the flags.
+
+pub mod admission;
+pub mod authn;
+pub mod cli;
+pub mod db;
+pub mod quota;
+pub mod users;
+pub mod writer;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::app::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::handshake::AuthMethod;
+use crate::handshake::server::{Authenticator, NoAuth};
+use crate::server::{Server, ServerConfig};
+use crate::{log, log_error};
+
+use self::admission::ProAdmission;
+use self::cli::{IpSub, ProArgs, Sub, UserSub};
+use self::db::{Db, sql};
+use self::quota::{Clock, Dir, Kind, Limits, Period, QuotaConfig, Quotas, SystemClock, Tz};
+use self::users::{AdminError, Settings};
+
+/// How long budgets read from the database are trusted before being read again.
+pub const BUDGET_TTL: Duration = Duration::from_secs(5);
+
+/// Runs the program with `args` (program name first) and returns the exit code.
+pub fn main_with_args(args: &[String]) -> u8 {
+    let name = args.first().map_or("btest-server-pro", |s| s.as_str());
+    let rest: Vec<&str> = args.iter().skip(1).map(|s| s.as_str()).collect();
+    let parsed = match <ProArgs as argh::FromArgs>::from_args(&[name], &rest) {
+        Ok(a) => a,
+        Err(early) => {
+            return if early.status.is_ok() {
+                print!("{}", early.output);
+                EXIT_OK
+            } else {
+                eprint!("{}", early.output);
+                eprintln!("Run '{name} --help' for usage.");
+                EXIT_USAGE
+            };
+        }
+    };
+    if parsed.version {
+        println!(
+            "btest-server-pro {} (schema {}, auth: md5, ecsrp5)",
+            env!("CARGO_PKG_VERSION"),
+            db::SCHEMA_VERSION
+        );
+        return EXIT_OK;
+    }
+    crate::log::set_level(if parsed.quiet {
+        -1
+    } else {
+        parsed.verbose.min(2) as i8
+    });
+    match &parsed.cmd {
+        None => serve(&parsed),
+        Some(cmd) => match admin(&parsed, cmd) {
+            Ok(out) => {
+                print!("{out}");
+                EXIT_OK
+            }
+            Err(AdminError::Usage(m)) => {
+                log_error!("{m}");
+                EXIT_USAGE
+            }
+            Err(e) => {
+                log_error!("{e}");
+                EXIT_FAILED
+            }
+        },
+    }
+}
+
+fn admin(args: &ProArgs, cmd: &Sub) -> Result<String, AdminError> {
+    let db = Db::open(Path::new(&args.db))?;
+    let conn = db.connection()?;
+    let now = SystemClock.now();
+    match cmd {
+        Sub::User(u) => match &u.cmd {
+            UserSub::Add(a) => {
+                users::add(&conn, &a.name, &a.password, a.md5)?;
+                Ok(format!("user '{}' added\n", a.name))
+            }
+            UserSub::Del(d) => {
+                users::del(&conn, &d.name)?;
+                Ok(format!("user '{}' deleted\n", d.name))
+            }
+            UserSub::List(_) => users::list(&conn),
+            UserSub::Passwd(p) => {
+                users::passwd(&conn, &p.name, &p.password, p.md5, p.no_md5)?;
+                Ok(format!("password of '{}' changed\n", p.name))
+            }
+            UserSub::Show(s) => users::show_user(&conn, &s.name, now),
+            UserSub::SetQuota(q) => {
+                set_quota(&conn, Kind::User, q)?;
+                users::show_user(&conn, &q.name, now)
+            }
+        },
+        Sub::Ip(i) => match &i.cmd {
+            IpSub::SetQuota(q) => {
+                set_quota(&conn, Kind::Ip, q)?;
+                users::show_ip(&conn, &q.name, now)
+            }
+            IpSub::Show(s) => users::show_ip(&conn, &s.addr, now),
+        },
+        Sub::Usage(u) => users::usage(&conn, u.user.as_deref(), u.ip.as_deref(), &u.period, now),
+        Sub::Sessions(s) => users::sessions(&conn, s.last),
+    }
+}
+
+fn set_quota(conn: &rusqlite::Connection, kind: Kind, q: &cli::SetQuota) -> Result<(), AdminError> {
+    let dir = users::parse_dir(&q.direction)?;
+    users::set_quota(
+        conn,
+        kind,
+        &q.name,
+        [
+            q.daily.as_deref(),
+            q.weekly.as_deref(),
+            q.monthly.as_deref(),
+        ],
+        dir,
+    )
+}
+
+/// The serving configuration after validation.
+struct Serve {
+    cfg: ServerConfig,
+    settings: Settings,
+    method: AuthMethod,
+    limits: admission::Limits,
+}
+
+fn usage_err(m: impl Into<String>) -> String {
+    m.into()
+}
+
+fn parse_listen(v: &str, v6: bool) -> Result<Option<IpAddr>, String> {
+    if v.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let ip: IpAddr = v
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| format!("invalid listen address '{v}'"))?;
+    if ip.is_ipv6() != v6 {
+        return Err(format!(
+            "{} takes an IPv{} address, got '{v}'",
+            if v6 { "--listen6" } else { "--listen" },
+            if v6 { 6 } else { 4 }
+        ));
+    }
+    Ok(Some(ip))
+}
+
+fn defaults(sizes: [&Option<String>; 3], dir: Dir) -> Result<Limits, String> {
+    let mut l = Limits::default();
+    for (p, s) in Period::ALL.into_iter().zip(sizes) {
+        if let Some(s) = s {
+            l.of_mut(p).set(dir, quota::parse_size(s)?);
+        }
+    }
+    Ok(l)
+}
+
+fn validate(args: &ProArgs) -> Result<Serve, String> {
+    let listen4 = match &args.listen {
+        Some(v) => parse_listen(v, false)?,
+        None => Some(IpAddr::from([0, 0, 0, 0])),
+    };
+    let listen6 = match &args.listen6 {
+        Some(v) => parse_listen(v, true)?,
+        None => None,
+    };
+    if listen4.is_none() && listen6.is_none() {
+        return Err(usage_err(
+            "--listen none without --listen6 leaves nothing to listen on",
+        ));
+    }
+    if args.max_sessions == 0 || args.max_conn_per_ip == 0 {
+        return Err(usage_err(
+            "--max-sessions and --max-conn-per-ip must be at least 1",
+        ));
+    }
+    let method = match args.auth.as_str() {
+        "ecsrp5" => AuthMethod::EcSrp5,
+        "md5" => AuthMethod::Md5,
+        other => return Err(format!("--auth must be ecsrp5 or md5, not '{other}'")),
+    };
+    let dir = Dir::parse(&args.quota_direction).ok_or_else(|| {
+        format!(
+            "--quota-direction must be in, out or total, not '{}'",
+            args.quota_direction
+        )
+    })?;
+    let tz = Tz::parse(&args.tz)?;
+    let settings = Settings {
+        tz,
+        user: defaults(
+            [&args.daily_quota, &args.weekly_quota, &args.monthly_quota],
+            dir,
+        )?,
+        ip: defaults(
+            [
+                &args.ip_daily_quota,
+                &args.ip_weekly_quota,
+                &args.ip_monthly_quota,
+            ],
+            dir,
+        )?,
+    };
+    let mut cfg = ServerConfig::new(listen4, listen6, args.port);
+    cfg.max_sessions = args.max_sessions;
+    cfg.udp_port_base = args.udp_port_base;
+    Ok(Serve {
+        cfg,
+        settings,
+        method,
+        limits: admission::Limits {
+            max_duration: (args.max_duration > 0).then(|| Duration::from_secs(args.max_duration)),
+            max_conn_per_ip: args.max_conn_per_ip,
+        },
+    })
+}
+
+fn serve(args: &ProArgs) -> u8 {
+    let s = match validate(args) {
+        Ok(s) => s,
+        Err(m) => {
+            log_error!("{m}");
+            return EXIT_USAGE;
+        }
+    };
+    match serve_with(args, s) {
+        Ok(code) => code,
+        Err(e) => {
+            log_error!("{e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>> {
+    let db = Db::open(Path::new(&args.db))?;
+    let last_id = {
+        let conn = db.connection()?;
+        users::save_settings(&conn, &s.settings)?;
+        // Rows left 'running' by a killed server: their usage is stored, their end is not.
+        conn.execute(
+            "UPDATE sessions SET outcome = 'error', detail = 'server stopped during the test' \
+             WHERE outcome = 'running'",
+            [],
+        )
+        .map_err(sql("closing stale sessions"))?;
+        conn.query_row("SELECT coalesce(max(id), 0) FROM sessions", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(sql("reading sessions"))?
+    };
+    let writer = writer::Writer::start(db.connection()?)?;
+    let quotas = Arc::new(Quotas::new(
+        db.pool().clone(),
+        Arc::new(SystemClock),
+        QuotaConfig {
+            tz: s.settings.tz,
+            defaults_user: s.settings.user,
+            defaults_ip: s.settings.ip,
+            ttl: BUDGET_TTL,
+        },
+    ));
+    let mut cfg = s.cfg;
+    cfg.admission = Arc::new(ProAdmission::new(
+        quotas,
+        writer.sender(),
+        s.limits,
+        last_id,
+    ));
+    cfg.auth = if args.open {
+        Arc::new(NoAuth) as Arc<dyn Authenticator>
+    } else {
+        Arc::new(authn::DbAuth::new(db.pool().clone(), s.method))
+    };
+    let stop = crate::sys::signal::install()?;
+    let server = Server::bind(cfg)?;
+    log!(
+        0,
+        "database {} (schema {}); auth {}; periods in {}",
+        db.path().display(),
+        db::SCHEMA_VERSION,
+        if args.open {
+            "none (--open)"
+        } else {
+            s.method.name()
+        },
+        s.settings.tz.name()
+    );
+    let served = server.serve(&stop);
+    let rows = writer.shutdown();
+    log!(0, "database writer stopped after {rows} rows");
+    served?;
+    Ok(EXIT_OK)
+}
