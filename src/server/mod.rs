@@ -5,10 +5,12 @@
 //! [`Authenticator`](crate::handshake::server::Authenticator); the loop itself exists once.
 
 mod deadline;
+mod gauge;
 pub mod limits;
 pub mod policy;
 pub mod recorder;
 pub mod registry;
+mod session;
 pub mod udp;
 
 use std::io;
@@ -19,20 +21,18 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use self::deadline::DeadlineStream;
+use self::gauge::{Gauge, GaugeGuard};
 use self::limits::{ConnLimits, ConnSlot};
-use self::policy::{
-    Admission, AdmissionRequest, Refusal, RefusalKind, SessionSummary, Ticket, Verdict,
-};
+use self::policy::{Admission, AdmissionRequest, Refusal, RefusalKind, SessionSummary};
 use self::registry::Registry;
-use crate::engine::tcp::{ReceivePlan, SendPlan};
-use crate::engine::{Outcome, RunOptions, Session, StatusOut, TestState};
-use crate::handshake::server::{self as hs, Authenticated, Authenticator};
-use crate::handshake::{AuthMethod, HandshakeError, printable_user};
+pub use self::session::Policed;
+use self::session::{log_session_end, run_tcp_session, user_suffix};
+use crate::handshake::HandshakeError;
+use crate::handshake::server::{self as hs, Authenticator};
 use crate::proto::{Command, Protocol, Request};
-use crate::report::text::{bits_per_second, format_rate};
 use crate::{log, log_error};
 
 /// Stack of connection threads, which run the handshake (EC-SRP5 big-number math) and then the
@@ -89,51 +89,6 @@ impl ServerConfig {
             join_wait: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(3),
             udp_port_base: crate::proto::DEFAULT_UDP_PORT_BASE,
-        }
-    }
-}
-
-/// Counts of something bounded, with a wait for "back to zero".
-#[derive(Default)]
-struct Gauge {
-    count: Mutex<usize>,
-    zero: Condvar,
-}
-
-impl Gauge {
-    fn try_enter(self: &Arc<Self>, limit: usize) -> Option<GaugeGuard> {
-        let mut n = self.count.lock();
-        if *n >= limit {
-            return None;
-        }
-        *n += 1;
-        Some(GaugeGuard(self.clone()))
-    }
-
-    fn get(&self) -> usize {
-        *self.count.lock()
-    }
-
-    fn wait_zero(&self, deadline: Instant) -> bool {
-        let mut n = self.count.lock();
-        while *n > 0 {
-            if self.zero.wait_until(&mut n, deadline).timed_out() {
-                return *n == 0;
-            }
-        }
-        true
-    }
-}
-
-/// Held while something counted is alive; gives the place back on drop, whatever path ends it.
-struct GaugeGuard(Arc<Gauge>);
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        let mut n = self.0.count.lock();
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            self.0.zero.notify_all();
         }
     }
 }
@@ -566,135 +521,6 @@ fn refuse(shared: &Shared, peer: SocketAddr, kind: RefusalKind, detail: String) 
         .refused(peer, &Refusal { kind, detail });
 }
 
-fn user_suffix(who: &Authenticated) -> String {
-    if who.method == AuthMethod::None {
-        String::new()
-    } else {
-        format!(" user={}", printable_user(&who.user))
-    }
-}
-
 fn fill_random(buf: &mut [u8]) {
     crate::sys::random::fill_or_abort(buf);
-}
-
-fn run_tcp_session(
-    shared: &Arc<Shared>,
-    cmd: &Command,
-    streams: Vec<TcpStream>,
-    peer: SocketAddr,
-    ticket: &mut dyn Ticket,
-) -> io::Result<Outcome> {
-    let dir = cmd.direction;
-    let state = TestState::new(if dir.server_tx() {
-        u64::from(cmd.remote_tx_speed)
-    } else {
-        0
-    });
-    let status_out = match (dir.server_tx(), dir.server_rx()) {
-        (false, true) => match streams.first() {
-            Some(primary) => StatusOut::Direct(primary.try_clone()?),
-            None => StatusOut::None,
-        },
-        (true, true) => StatusOut::Inject,
-        _ => StatusOut::None,
-    };
-    let mut session = Session::new(state, peer.to_string());
-    for (i, stream) in streams.into_iter().enumerate() {
-        let send = dir.server_tx().then_some(SendPlan {
-            tx_size: usize::from(cmd.tx_size),
-            payload: cmd.payload,
-            inject_status: i == 0 && dir.server_rx(),
-        });
-        let receive = ReceivePlan {
-            count: dir.server_rx(),
-            scan_status: i == 0,
-            expect_data: dir.server_rx(),
-        };
-        session.add_tcp(stream, send, receive)?;
-    }
-    Ok(Policed::new(shared, ticket).run(session, status_out))
-}
-
-/// What every server session runs under, TCP or UDP: the shared CPU reading for its status
-/// messages, the server's shutdown, and the admission ticket's limits and verdicts.
-pub struct Policed<'a> {
-    cpu: Arc<crate::sys::cpu::SharedCpu>,
-    shutdown: Receiver<()>,
-    ticket: &'a mut dyn Ticket,
-}
-
-impl<'a> Policed<'a> {
-    fn new(shared: &Shared, ticket: &'a mut dyn Ticket) -> Policed<'a> {
-        Policed {
-            cpu: shared.cpu.clone(),
-            shutdown: shared.shutdown_rx.clone(),
-            ticket,
-        }
-    }
-
-    /// Drives `session` to its end; the ticket sees every interval and may stop it.
-    pub fn run(self, session: Session, status_out: StatusOut) -> Outcome {
-        let Policed {
-            cpu,
-            shutdown,
-            ticket,
-        } = self;
-        let mut cpu_now = move || cpu.get();
-        let (policy_tx, policy_rx) = crossbeam_channel::bounded(1);
-        session.run(
-            RunOptions {
-                deadline: ticket.max_duration().map(|d| Instant::now() + d),
-                stop: None,
-                status_out,
-                cpu: &mut cpu_now,
-                external_stop: Some(shutdown),
-                policy_stop: Some(policy_rx),
-            },
-            |interval| {
-                if ticket.interval(interval) == Verdict::Stop {
-                    let _ = policy_tx.try_send(());
-                }
-            },
-        )
-    }
-}
-
-fn log_session_end(
-    id: usize,
-    peer: SocketAddr,
-    cmd: &Command,
-    connections: usize,
-    who: &Authenticated,
-    outcome: &Outcome,
-) {
-    let secs = outcome.elapsed.as_secs_f64();
-    log!(
-        0,
-        "{peer}: session {id} end: {} {} conns={} auth={}{} tx={} rx={} bytes in {secs:.2} s \
-         (tx {}, rx {}): {}",
-        cmd.protocol.name(),
-        cmd.direction.client_name(),
-        connections,
-        who.method.name(),
-        user_suffix(who),
-        outcome.tx_bytes,
-        outcome.rx_bytes,
-        format_rate(bits_per_second(outcome.tx_bytes, outcome.elapsed)),
-        format_rate(bits_per_second(outcome.rx_bytes, outcome.elapsed)),
-        outcome.reason.describe()
-    );
-    if crate::log::enabled(1) && outcome.per_stream.len() > 1 {
-        let streams: Vec<String> = outcome
-            .per_stream
-            .iter()
-            .enumerate()
-            .map(|(i, (tx, rx))| format!("#{}={tx}/{rx}", i + 1))
-            .collect();
-        log!(
-            1,
-            "{peer}: session {id} streams tx/rx: {}",
-            streams.join(" ")
-        );
-    }
 }
