@@ -290,7 +290,14 @@ fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
     event(Severity::Notice, format!("test start {what}"));
     let mut sampler = sys::cpu::CpuSampler::new();
     let mut cpu = move || sampler.as_mut().and_then(|s| s.sample());
-    let result = client::run(&cfg, stop.as_ref(), &mut cpu, &mut |iv| output.interval(iv));
+    let result = client::run(
+        &cfg,
+        client::Hooks {
+            stop: stop.as_ref(),
+            cpu: &mut cpu,
+            on_interval: &mut |iv| output.interval(iv),
+        },
+    );
     match result {
         Ok(report) => {
             let mut code = client::exit_code(&report) as u8;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use crate::engine::tcp::{ReceivePlan, SendPlan};
-use crate::engine::{EndReason, Outcome, RunOptions, Session, StatusOut, TestState};
+use crate::engine::{EndReason, Interval, Outcome, RunOptions, Session, StatusOut, TestState};
 use crate::handshake::client::{self as hs, Credentials, Established};
 use crate::handshake::{AuthMethod, HandshakeError};
 use crate::proto::{Command, Direction, Payload, Protocol};
@@ -169,12 +169,7 @@ pub struct Report {
 }
 
 /// Runs one test; `on_interval` sees every interval, `stop` ends the test early (Ctrl-C).
-pub fn run(
-    cfg: &ClientConfig,
-    stop: Option<&Receiver<i32>>,
-    cpu: &mut dyn FnMut() -> Option<u8>,
-    on_interval: &mut dyn FnMut(&crate::engine::Interval<'_>),
-) -> Result<Report, ClientError> {
+pub fn run(cfg: &ClientConfig, hooks: Hooks<'_>) -> Result<Report, ClientError> {
     let cmd = command_for(cfg);
     let (mut primary, addr) = connect(&cfg.host, cfg.port)?;
     prepare(&primary).map_err(ClientError::Io)?;
@@ -196,41 +191,77 @@ pub fn run(
         established.auth.name(),
         established.token
     );
+    let started = Started {
+        cfg,
+        cmd,
+        control: primary,
+        addr,
+        established,
+    };
     match cfg.protocol {
-        Protocol::Tcp => run_tcp(
-            cfg,
-            &cmd,
-            primary,
-            addr,
-            established,
-            stop,
-            cpu,
-            on_interval,
-        ),
-        Protocol::Udp => udp::run(
-            cfg,
-            &cmd,
-            primary,
-            addr,
-            established,
-            stop,
-            cpu,
-            on_interval,
-        ),
+        Protocol::Tcp => run_tcp(started, hooks),
+        Protocol::Udp => udp::run(started, hooks),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_tcp(
-    cfg: &ClientConfig,
-    cmd: &Command,
-    primary: TcpStream,
+/// How the caller watches and ends a test.
+pub struct Hooks<'a> {
+    /// Ends the test early when a signal arrives (Ctrl-C, SIGTERM).
+    pub stop: Option<&'a Receiver<i32>>,
+    /// Samples our CPU load once per interval.
+    pub cpu: &'a mut dyn FnMut() -> Option<u8>,
+    /// Sees every interval, and the final partial one.
+    pub on_interval: &'a mut dyn FnMut(&Interval<'_>),
+}
+
+/// A test whose handshake is done, ready for its transport's data plan.
+struct Started<'a> {
+    cfg: &'a ClientConfig,
+    cmd: Command,
+    /// The primary connection: data in TCP tests, status only in UDP tests.
+    control: TcpStream,
     addr: SocketAddr,
     established: Established,
-    stop: Option<&Receiver<i32>>,
-    cpu: &mut dyn FnMut() -> Option<u8>,
-    on_interval: &mut dyn FnMut(&crate::engine::Interval<'_>),
-) -> Result<Report, ClientError> {
+}
+
+/// Runs `session` for the configured duration; `also` sees every interval after the caller's
+/// hook.
+fn drive(
+    cfg: &ClientConfig,
+    session: Session,
+    status_out: StatusOut,
+    hooks: Hooks<'_>,
+    mut also: impl FnMut(&Interval<'_>),
+) -> Outcome {
+    let Hooks {
+        stop,
+        cpu,
+        on_interval,
+    } = hooks;
+    session.run(
+        RunOptions {
+            deadline: cfg.duration.map(|d| Instant::now() + d),
+            stop,
+            status_out,
+            cpu,
+            external_stop: None,
+            policy_stop: None,
+        },
+        |iv| {
+            on_interval(iv);
+            also(iv);
+        },
+    )
+}
+
+fn run_tcp(started: Started<'_>, hooks: Hooks<'_>) -> Result<Report, ClientError> {
+    let Started {
+        cfg,
+        cmd,
+        control: primary,
+        addr,
+        established,
+    } = started;
     let mut streams = vec![primary];
     if cmd.is_multi_connection() {
         if established.token == 0 {
@@ -280,18 +311,7 @@ fn run_tcp(
             .add_tcp(stream, send, receive)
             .map_err(ClientError::Io)?;
     }
-    let deadline = cfg.duration.map(|d| Instant::now() + d);
-    let outcome = session.run(
-        RunOptions {
-            deadline,
-            stop,
-            status_out: StatusOut::None,
-            cpu,
-            external_stop: None,
-            policy_stop: None,
-        },
-        on_interval,
-    );
+    let outcome = drive(cfg, session, StatusOut::None, hooks, |_| {});
     Ok(Report {
         outcome,
         auth: established.auth,

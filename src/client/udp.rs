@@ -6,38 +6,31 @@
 //! status every second and the server's back; its end ends the test.
 
 use std::io;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
-use crossbeam_channel::Receiver;
-
-use super::{ClientConfig, ClientError, Report};
+use super::{ClientError, Hooks, Report, Started, drive};
 use crate::engine::udp::{
     self as engine_udp, Demux, UdpReceivePlan, UdpSendPlan, UdpTotals, normalize,
 };
-use crate::engine::{RunOptions, Session, StatusOut, TestState};
-use crate::handshake::client::Established;
+use crate::engine::{Session, StatusOut, TestState};
+use crate::proto::CLIENT_UDP_PORT_OFFSET;
 use crate::proto::udp::{UDP_HEADER_LEN, payload_len, wire_bytes};
-use crate::proto::{CLIENT_UDP_PORT_OFFSET, Command};
 
 fn io_context(what: String) -> impl FnOnce(io::Error) -> ClientError {
     move |e| ClientError::Io(io::Error::new(e.kind(), format!("{what}: {e}")))
 }
 
-/// Runs a UDP test after the handshake on `control`.
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    cfg: &ClientConfig,
-    cmd: &Command,
-    control: TcpStream,
-    addr: SocketAddr,
-    established: Established,
-    stop: Option<&Receiver<i32>>,
-    cpu: &mut dyn FnMut() -> Option<u8>,
-    on_interval: &mut dyn FnMut(&crate::engine::Interval<'_>),
-) -> Result<Report, ClientError> {
+/// Runs a UDP test after the handshake on its control connection.
+pub(super) fn run(started: Started<'_>, hooks: Hooks<'_>) -> Result<Report, ClientError> {
+    let Started {
+        cfg,
+        cmd,
+        control,
+        addr,
+        established,
+    } = started;
     let server_port = established
         .udp_port
         .ok_or_else(|| ClientError::Unsupported("the server announced no UDP port".into()))?;
@@ -129,34 +122,21 @@ pub fn run(
         usize::from(server_port) + usize::from(CLIENT_UDP_PORT_OFFSET) + streams - 1
     );
 
-    let deadline = cfg.duration.map(|d| Instant::now() + d);
     let verbose = crate::log::enabled(1) && dir.client_rx();
-    let outcome = session.run(
-        RunOptions {
-            deadline,
-            stop,
-            status_out: StatusOut::Direct(control),
-            cpu,
-            external_stop: None,
-            policy_stop: None,
-        },
-        |iv| {
-            on_interval(iv);
-            if verbose {
-                let rx = iv.rx_packets();
-                let pct = loss_pct(iv.lost, rx);
-                crate::log!(
-                    1,
-                    "[{:>4}]  RX  packets: {rx}  lost: {} ({pct:.3}%)  reordered: {}  \
-                     duplicates: {}",
-                    iv.index,
-                    iv.lost,
-                    iv.reordered(),
-                    iv.duplicates()
-                );
-            }
-        },
-    );
+    let outcome = drive(cfg, session, StatusOut::Direct(control), hooks, |iv| {
+        if verbose {
+            let rx = iv.rx_packets();
+            let pct = loss_pct(iv.lost, rx);
+            crate::log!(
+                1,
+                "[{:>4}]  RX  packets: {rx}  lost: {} ({pct:.3}%)  reordered: {}  duplicates: {}",
+                iv.index,
+                iv.lost,
+                iv.reordered(),
+                iv.duplicates()
+            );
+        }
+    });
     if dir.client_rx() {
         let received = totals.received.load(Ordering::Relaxed);
         let lost = totals.lost.load(Ordering::Relaxed);
