@@ -67,7 +67,7 @@ define need_target
 	@rustup target list --installed 2>/dev/null | grep -qx '$(1)' || rustup target add '$(1)'
 endef
 
-check-freebsd: ## cargo check for x86_64-unknown-freebsd (type-checks the sysctl/kqueue paths)
+check-freebsd: ## cargo check for x86_64-unknown-freebsd, all features (its cfg(target_os) paths)
 	$(call need_target,$(FREEBSD))
 	$(CARGO) check --quiet --target $(FREEBSD) --all-features --all-targets
 
@@ -142,7 +142,7 @@ static-check: static ## file(1) and ldd(1) must call every static binary static
 		echo "$$l" | grep -qE 'not a dynamic executable|statically linked' || { echo "FAIL: ldd sees a dynamic executable"; exit 1; }
 
 SMOKE_PORT ?= 2987
-static-smoke: static-check ## each static x86_64 binary as server and client, 2 s each way
+static-smoke: static-check ## each static binary as server and client, a 2 s test both ways (aarch64 under qemu)
 	@for b in $(DIST)/btest-x86_64-linux-musl $(DIST)/btest-x86_64-linux-musl-small; do \
 		echo "== $$b"; \
 		$$b -s --listen 127.0.0.1 -P $(SMOKE_PORT) & pid=$$!; \
@@ -211,7 +211,7 @@ test-aarch64: ## the test suite built for aarch64 musl, run under qemu-aarch64
 # ---- install ---------------------------------------------------------------------------------
 
 install: ## install btest and its man page under $(DESTDIR)$(PREFIX) (build first: make build)
-	@[ -x $(BIN) ] || { echo "$(BIN) missing: run 'make build' (or make static) first"; exit 1; }
+	@[ -x $(BIN) ] || { echo "$(BIN) missing: run 'make build' first, or pass BIN=target/dist/btest-... for a static one"; exit 1; }
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	$(INSTALL) -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/btest
 	$(INSTALL) -m 0644 docs/btest.1 $(DESTDIR)$(MANDIR)/man1/btest.1
