@@ -667,7 +667,8 @@ mod batch {
                     sock.as_raw_fd(),
                     self.hdr.as_mut_ptr(),
                     BATCH as libc::c_uint,
-                    libc::MSG_WAITFORONE | libc::MSG_TRUNC,
+                    // glibc declares the flags `int`, musl `unsigned int`.
+                    (libc::MSG_WAITFORONE | libc::MSG_TRUNC) as _,
                     std::ptr::null_mut(),
                 )
             };
