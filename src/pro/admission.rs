@@ -11,12 +11,14 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
+use super::live::{Live, LiveSession};
 use super::quota::{Kind, Quotas, Spent, Subject, Uses, unix_ms};
 use super::writer::{Op, SessionEnd, SessionStart};
 use crate::engine::session::StreamEnd;
 use crate::engine::{EndReason, Interval};
 use crate::handshake::AuthMethod;
 use crate::log;
+use crate::proto::Protocol;
 use crate::server::policy::{
     Admission, AdmissionRequest, Refusal, RefusalKind, SessionSummary, Ticket, Verdict,
 };
@@ -74,6 +76,7 @@ pub struct ProAdmission {
     limits: Limits,
     slots: Arc<IpSlots>,
     next_id: AtomicI64,
+    live: Arc<Live>,
 }
 
 impl ProAdmission {
@@ -86,7 +89,13 @@ impl ProAdmission {
             limits,
             slots: Arc::default(),
             next_id: AtomicI64::new(last_id + 1),
+            live: Arc::default(),
         }
+    }
+
+    /// The running sessions and counters this policy feeds (for the HTTP side).
+    pub fn live(&self) -> Arc<Live> {
+        self.live.clone()
     }
 
     /// Tests running from `ip` now.
@@ -103,10 +112,11 @@ impl ProAdmission {
         outcome: &'static str,
         detail: String,
     ) {
+        self.live.metrics.session_ended(outcome);
         let _ = self.writes.send(Op::Start(SessionStart {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             start_ms: unix_ms(),
-            peer: peer.ip().to_string(),
+            peer: peer.ip().to_canonical().to_string(),
             user,
             proto: req.map(|r| r.cmd.protocol.name()),
             direction: req.map(|r| r.cmd.direction.client_name()),
@@ -123,6 +133,7 @@ impl ProAdmission {
         kind: RefusalKind,
         detail: String,
     ) -> Refusal {
+        self.live.metrics.refused(kind);
         let outcome = if kind == RefusalKind::Quota {
             "quota"
         } else {
@@ -196,8 +207,24 @@ impl Admission for ProAdmission {
             outcome: "running",
             detail: None,
         }));
+        self.live.start(LiveSession {
+            id,
+            peer: ip,
+            user: user.clone(),
+            proto: req.cmd.protocol.name(),
+            direction: req.cmd.direction.client_name(),
+            auth: req.method.name(),
+            start_ms: unix_ms(),
+            bytes_in: 0,
+            bytes_out: 0,
+            rate_in_bps: 0.0,
+            rate_out_bps: 0.0,
+            intervals: 0,
+        });
         Ok(Box::new(ProTicket {
             id,
+            proto: req.cmd.protocol,
+            live: self.live.clone(),
             quotas: self.quotas.clone(),
             writes: self.writes.clone(),
             subjects,
@@ -211,6 +238,8 @@ impl Admission for ProAdmission {
     }
 
     fn auth_failed(&self, peer: SocketAddr, method: AuthMethod, user: &str) {
+        self.live.metrics.auth_failed(method);
+        self.live.metrics.refused(RefusalKind::Auth);
         self.record_refusal(
             peer,
             Some(user.to_owned()),
@@ -222,6 +251,7 @@ impl Admission for ProAdmission {
     }
 
     fn refused(&self, peer: SocketAddr, refusal: &Refusal) {
+        self.live.metrics.refused(refusal.kind);
         self.record_refusal(
             peer,
             None,
@@ -236,6 +266,9 @@ impl Admission for ProAdmission {
 /// One admitted test.
 struct ProTicket {
     id: i64,
+    proto: Protocol,
+    /// The live view: this session's entry and the byte counters.
+    live: Arc<Live>,
     quotas: Arc<Quotas>,
     writes: Sender<Op>,
     subjects: Vec<Subject>,
@@ -253,6 +286,7 @@ impl ProTicket {
     fn charge(&mut self, bytes_in: u64, bytes_out: u64) -> bool {
         self.seen.0 += bytes_in;
         self.seen.1 += bytes_out;
+        self.live.metrics.bytes(self.proto, bytes_in, bytes_out);
         let now = self.quotas.now();
         let mut stop = false;
         for s in &self.subjects {
@@ -290,6 +324,8 @@ impl Ticket for ProTicket {
 
     fn interval(&mut self, iv: &Interval<'_>) -> Verdict {
         let (bytes_in, bytes_out) = (iv.rx_bytes, iv.tx_bytes);
+        self.live
+            .interval(self.id, bytes_in, bytes_out, iv.duration.as_secs_f64());
         let _ = self.writes.send(Op::Interval {
             session: self.id,
             idx: iv.index,
@@ -332,6 +368,8 @@ impl Ticket for ProTicket {
             outcome,
             detail,
         }));
+        self.live.metrics.session_ended(outcome);
+        self.live.end(self.id);
         self.finished = true;
     }
 }
@@ -339,6 +377,8 @@ impl Ticket for ProTicket {
 impl Drop for ProTicket {
     fn drop(&mut self) {
         if !self.finished {
+            self.live.metrics.session_ended("error");
+            self.live.end(self.id);
             let _ = self.writes.send(Op::End(SessionEnd {
                 id: self.id,
                 end_ms: unix_ms(),

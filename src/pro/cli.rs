@@ -86,6 +86,16 @@ pub struct ProArgs {
     #[argh(option, arg_name = "TZ", default = "String::from(\"UTC\")")]
     pub tz: String,
 
+    /// serve usage, session history, live sessions and Prometheus metrics over HTTP on
+    /// ADDR:PORT, e.g. 127.0.0.1:8080 (off unless given)
+    #[argh(option, arg_name = "ADDR:PORT")]
+    pub http: Option<String>,
+
+    /// file holding the bearer token of the HTTP admin endpoints (mode 0600; without it they
+    /// are off)
+    #[argh(option, arg_name = "PATH")]
+    pub http_admin_token_file: Option<String>,
+
     /// only errors on stderr
     #[argh(switch, short = 'q')]
     pub quiet: bool,

@@ -19,7 +19,7 @@ use rusqlite::{Connection, ErrorCode};
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 
 /// Schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for another writer (the admin commands, a second reader's
 /// checkpoint) before giving up with "database is locked".
@@ -85,6 +85,9 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 2: the HTTP side lists one address's sessions, newest first, for whoever asks from that
+    // address; without an index each such request would scan the whole history.
+    "CREATE INDEX sessions_by_peer ON sessions (peer, id);",
 ];
 
 /// Why the database cannot be used. Each message says what to do about it.

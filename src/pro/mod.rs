@@ -13,11 +13,13 @@ pub mod admission;
 pub mod authn;
 pub mod cli;
 pub mod db;
+pub mod http;
+pub mod live;
 pub mod quota;
 pub mod users;
 pub mod writer;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,6 +146,7 @@ struct Serve {
     settings: Settings,
     method: AuthMethod,
     limits: admission::Limits,
+    http: Option<SocketAddr>,
 }
 
 fn usage_err(m: impl Into<String>) -> String {
@@ -210,6 +213,15 @@ fn validate(args: &ProArgs) -> Result<Serve, String> {
         )
     })?;
     let tz = Tz::parse(&args.tz)?;
+    let http = match &args.http {
+        Some(v) => Some(v.parse::<SocketAddr>().map_err(|_| {
+            format!("--http takes ADDR:PORT such as 127.0.0.1:8080 or [::1]:8080, not '{v}'")
+        })?),
+        None => None,
+    };
+    if args.http_admin_token_file.is_some() && http.is_none() {
+        return Err(usage_err("--http-admin-token-file needs --http"));
+    }
     let settings = Settings {
         tz,
         user: defaults(
@@ -236,6 +248,7 @@ fn validate(args: &ProArgs) -> Result<Serve, String> {
             max_duration: (args.max_duration > 0).then(|| Duration::from_secs(args.max_duration)),
             max_conn_per_ip: args.max_conn_per_ip,
         },
+        http,
     })
 }
 
@@ -273,10 +286,16 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
         })
         .map_err(sql("reading sessions"))?
     };
+    // Read before anything starts, so a bad token file stops the start with nothing to undo.
+    let admin_token = match &args.http_admin_token_file {
+        Some(p) => Some(http::read_token(p)?),
+        None => None,
+    };
     let writer = writer::Writer::start(db.connection()?)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let quotas = Arc::new(Quotas::new(
         db.pool().clone(),
-        Arc::new(SystemClock),
+        clock.clone(),
         QuotaConfig {
             tz: s.settings.tz,
             defaults_user: s.settings.user,
@@ -285,12 +304,9 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
         },
     ));
     let mut cfg = s.cfg;
-    cfg.admission = Arc::new(ProAdmission::new(
-        quotas,
-        writer.sender(),
-        s.limits,
-        last_id,
-    ));
+    let admission = ProAdmission::new(quotas, writer.sender(), s.limits, last_id);
+    let live = admission.live();
+    cfg.admission = Arc::new(admission);
     cfg.auth = if args.open {
         Arc::new(NoAuth) as Arc<dyn Authenticator>
     } else {
@@ -310,7 +326,26 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
         },
         s.settings.tz.name()
     );
+    let web = match s.http {
+        Some(addr) => Some(http::HttpServer::start(
+            addr,
+            Arc::new(http::Context {
+                pool: db.pool().clone(),
+                tz: s.settings.tz,
+                defaults_user: s.settings.user,
+                defaults_ip: s.settings.ip,
+                clock,
+                live,
+                writes: writer.sender(),
+                admin_token,
+            }),
+        )?),
+        None => None,
+    };
     let served = server.serve(&stop);
+    if let Some(web) = web {
+        web.shutdown();
+    }
     let rows = writer.shutdown();
     log!(0, "database writer stopped after {rows} rows");
     served?;
