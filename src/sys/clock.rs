@@ -44,6 +44,9 @@ pub fn local_from_unix(secs: i64) -> LocalTime {
     // SAFETY: tzset has no arguments; Once makes this the only call from our code.
     TZSET.call_once(|| unsafe { tzset() });
 
+    // musl marks its time_t alias deprecated (it became 64-bit in musl 1.2); the value is
+    // range-checked here whatever its width.
+    #[allow(deprecated)]
     let Some(t) = libc::time_t::try_from(secs).ok() else {
         return utc_from_unix(secs);
     };
