@@ -4,8 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use argh::FromArgs;
-
 use crate::cli::{self, Args, UsageError};
 use crate::client::{self, ClientConfig, ClientOutput, Format, OutputOptions};
 use crate::handshake::client::Credentials;
@@ -87,22 +85,28 @@ fn expand_verbose(args: &[String]) -> Vec<&str> {
     out
 }
 
+/// Parses `rest` (the arguments after the program name) into `T`. `--help` prints and gives
+/// `Err(EXIT_OK)`; a parse error is explained on stderr and gives `Err(EXIT_USAGE)`.
+pub fn parse_args<T: argh::TopLevelCommand>(name: &str, rest: &[&str]) -> Result<T, u8> {
+    T::from_args(&[name], rest).map_err(|early| {
+        if early.status.is_ok() {
+            print!("{}", early.output);
+            EXIT_OK
+        } else {
+            eprint!("{}", early.output);
+            eprintln!("Run '{name} --help' for usage.");
+            EXIT_USAGE
+        }
+    })
+}
+
 /// Runs the program with `args` (including the program name) and returns the exit code.
 pub fn main_with_args(args: &[String]) -> u8 {
     let name = args.first().map_or("btest", |s| s.as_str());
     let rest = expand_verbose(args.get(1..).unwrap_or_default());
-    let parsed = match Args::from_args(&[name], &rest) {
+    let parsed: Args = match parse_args(name, &rest) {
         Ok(a) => a,
-        Err(early) => {
-            return if early.status.is_ok() {
-                print!("{}", early.output);
-                EXIT_OK
-            } else {
-                eprint!("{}", early.output);
-                eprintln!("Run '{name} --help' for usage.");
-                EXIT_USAGE
-            };
-        }
+        Err(code) => return code,
     };
     if parsed.version {
         println!("{}", version_line());

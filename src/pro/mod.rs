@@ -41,20 +41,12 @@ pub const BUDGET_TTL: Duration = Duration::from_secs(5);
 
 /// Runs the program with `args` (program name first) and returns the exit code.
 pub fn main_with_args(args: &[String]) -> u8 {
+    // No `-vv` expansion here: user subcommands take passwords as plain arguments.
     let name = args.first().map_or("btest-server-pro", |s| s.as_str());
     let rest: Vec<&str> = args.iter().skip(1).map(|s| s.as_str()).collect();
-    let parsed = match <ProArgs as argh::FromArgs>::from_args(&[name], &rest) {
+    let parsed: ProArgs = match crate::app::parse_args(name, &rest) {
         Ok(a) => a,
-        Err(early) => {
-            return if early.status.is_ok() {
-                print!("{}", early.output);
-                EXIT_OK
-            } else {
-                eprint!("{}", early.output);
-                eprintln!("Run '{name} --help' for usage.");
-                EXIT_USAGE
-            };
-        }
+        Err(code) => return code,
     };
     if parsed.version {
         println!(
