@@ -328,3 +328,29 @@ fn hostile_peers_leave_the_server_as_it_was() {
     assert!(!log.contains(PASS), "password in the server log");
     assert!(!log.contains("panicked"), "a thread panicked:\n{log}");
 }
+
+/// A client that asks the server to transmit and then never reads: the server's writes block,
+/// and the session ends within the send timeout instead of holding its threads forever.
+#[test]
+fn a_peer_that_stops_reading_is_dropped() {
+    let server = TestServer::start(&["-v"]);
+    // Default buffers: the server fills ours and its own within a second, then the window
+    // closes and nothing more gets through.
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let mut hello = [0u8; 4];
+    s.read_exact(&mut hello).unwrap();
+    s.write_all(&TCP_RECEIVE).unwrap();
+    let mut ok = [0u8; 4];
+    s.read_exact(&mut ok).unwrap();
+    assert_eq!(ok[0], 1);
+    server.wait_for_log("session 1 start", Duration::from_secs(5));
+    let start = Instant::now();
+    let line = server.wait_for_log("session 1 end", Duration::from_secs(30));
+    assert!(line.contains("peer stalled"), "{line}");
+    assert!(
+        start.elapsed() < Duration::from_secs(25),
+        "stalled reader held the session for {:?}",
+        start.elapsed()
+    );
+    drop(s);
+}

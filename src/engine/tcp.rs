@@ -5,12 +5,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::pacing::{Pacer, unit_for_rate};
 use super::session::StreamEnd;
 use super::state::{StreamCounters, TestState};
-use super::{IDLE_LIMIT, RECV_TIMEOUT};
+use super::{IDLE_LIMIT, RECV_TIMEOUT, SEND_TIMEOUT};
 use crate::proto::{Payload, StatusScanner};
 
 /// Size of unpaced writes: large writes mean fewer system calls per gigabyte.
@@ -83,6 +83,7 @@ pub fn send_loop(
     let mut rate = state.tx_rate_bps();
     let mut unit = unit_for(rate);
     let mut pacer = Pacer::new(rate, unit);
+    let mut progress = Progress::new(&stream);
     while state.running() {
         if plan.inject_status
             && let Some(msg) = state.status_slot.take()
@@ -99,12 +100,69 @@ pub fn send_loop(
         pacer.wait();
         match stream.write(buf.get(..unit).unwrap_or(&buf)) {
             Ok(0) => return StreamEnd::PeerClosed,
-            Ok(n) => counters.add_tx(n as u64),
+            Ok(n) => {
+                counters.add_tx(n as u64);
+                progress.sent(n);
+                // A write the kernel cut short has blocked: is the peer still reading?
+                if n < unit && progress.stalled() {
+                    return StreamEnd::Stalled;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return classify(&e, state),
         }
     }
     StreamEnd::Stopped
+}
+
+/// Bytes the peer must take per [`SEND_TIMEOUT`] for a sender to count as moving.
+///
+/// A peer that stops reading does not always make a blocked write time out: the kernel keeps
+/// growing the send buffer and taking more bytes now and then, and each such partial write
+/// restarts the socket's send timeout (on loopback a never-reading peer kept a session alive
+/// for over 30 s that way). So progress is what the peer acknowledged (written minus the
+/// socket's unacknowledged bytes), looked at whenever a write comes back short: a sender whose
+/// peer took less than this within the send timeout is stalled. 64 KiB per 10 s is 52 kbit/s,
+/// below any link worth testing unpaced (paced senders write small units that never block).
+pub const MIN_PROGRESS: u64 = 64 * 1024;
+
+/// What the peer had taken at the last time it was seen moving.
+struct Progress {
+    fd: std::os::fd::RawFd,
+    written: u64,
+    mark: Instant,
+    taken_at_mark: u64,
+}
+
+impl Progress {
+    fn new(stream: &TcpStream) -> Progress {
+        use std::os::fd::AsRawFd;
+        Progress {
+            fd: stream.as_raw_fd(),
+            written: 0,
+            mark: Instant::now(),
+            taken_at_mark: 0,
+        }
+    }
+
+    /// Counts a write; no clock, no system call.
+    #[inline]
+    fn sent(&mut self, n: usize) {
+        self.written += n as u64;
+    }
+
+    /// After a short write: true when the peer has taken less than [`MIN_PROGRESS`] since the
+    /// send timeout began.
+    fn stalled(&mut self) -> bool {
+        let unacked = crate::sys::sockopt::unacked_bytes(self.fd).unwrap_or(0);
+        let taken = self.written.saturating_sub(unacked);
+        if taken.saturating_sub(self.taken_at_mark) >= MIN_PROGRESS {
+            self.mark = Instant::now();
+            self.taken_at_mark = taken;
+            return false;
+        }
+        self.mark.elapsed() >= SEND_TIMEOUT
+    }
 }
 
 /// Receives until the peer closes, the test stops, or (when data is expected) the peer has

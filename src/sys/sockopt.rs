@@ -38,6 +38,29 @@ fn set_int(fd: RawFd, opt: libc::c_int, value: usize) -> io::Result<()> {
     }
 }
 
+/// Bytes written to a TCP socket that the peer has not acknowledged yet (unsent plus in
+/// flight): `SIOCOUTQ` on Linux, `FIONWRITE` on FreeBSD; `None` elsewhere or on error.
+/// Written minus this is what the peer has taken, which tells a slow peer from a stalled one
+/// when the kernel keeps growing the send buffer.
+pub fn unacked_bytes(fd: RawFd) -> Option<u64> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let request = libc::TIOCOUTQ;
+    #[cfg(target_os = "freebsd")]
+    let request = libc::FIONWRITE;
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        let mut n: libc::c_int = 0;
+        // SAFETY: the request writes one int into `n`, which we own.
+        let rc = unsafe { libc::ioctl(fd, request as _, &mut n) };
+        (rc == 0).then(|| u64::try_from(n).unwrap_or(0))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        let _ = fd;
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
