@@ -201,7 +201,8 @@ size: static ## binary sizes as bench lines, largest contributors; fails over bu
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER ?= qemu-aarch64
 BINFMT := /proc/sys/fs/binfmt_misc
 # The end-to-end tests spawn the aarch64 btest from the aarch64 test binary; that exec needs a
-# binfmt_misc handler for aarch64 ELF. Without one (not root, no binfmt_misc) only the tests
+# binfmt_misc handler for aarch64 ELF. BTEST_UNDER_EMULATION tells tests that measure the
+# server's memory that what they would read is qemu's, not ours. Without one (not root, no binfmt_misc) only the tests
 # that spawn nothing run.
 test-aarch64: ## the test suite built for aarch64 musl, run under qemu-aarch64
 	$(call need_target,$(A64))
@@ -213,7 +214,7 @@ test-aarch64: ## the test suite built for aarch64 musl, run under qemu-aarch64
 	fi; true
 	@if [ -e $(BINFMT)/qemu-aarch64 ]; then \
 		echo "# binfmt_misc handles aarch64: full suite"; \
-		$(CARGO) test --target $(A64); \
+		BTEST_UNDER_EMULATION=1 $(CARGO) test --target $(A64); \
 	else \
 		echo "# no binfmt_misc handler for aarch64: unit and pure tests only (nothing spawned)"; \
 		$(CARGO) test --target $(A64) --lib --test vectors --test scanner --test ecsrp5; \
