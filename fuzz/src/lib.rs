@@ -60,8 +60,13 @@ static MD5_AUTH: LazyLock<SingleUser> = LazyLock::new(|| SingleUser::md5(MD5_USE
 static SRP_AUTH: LazyLock<SingleUser> =
     LazyLock::new(|| SingleUser::ecsrp5(SRP_USER, SRP_PASSWORD));
 static FIXED_SRP_AUTH: LazyLock<FixedSrpUser> = LazyLock::new(|| FixedSrpUser {
-    verifier: Verifier::derive(SRP_USER.as_bytes(), SRP_PASSWORD.as_bytes(), SRP_SALT),
+    verifier: fixed_srp_verifier(),
 });
+
+/// The verifier of [`SRP_USER`] with the fixed salt [`SRP_SALT`].
+pub fn fixed_srp_verifier() -> Verifier {
+    Verifier::derive(SRP_USER.as_bytes(), SRP_PASSWORD.as_bytes(), SRP_SALT)
+}
 
 /// The authenticator chosen by a selector byte: none, MD5, EC-SRP5 with a random salt,
 /// EC-SRP5 with the fixed salt. Built once per process (verifier derivation is not free).
