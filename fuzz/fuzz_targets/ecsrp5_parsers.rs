@@ -36,9 +36,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(p) = parse_msg3(data) {
         assert_eq!(&p[..], data);
     }
-    if let Some(wire) = data.first_chunk::<33>() {
-        if let Ok(key) = PublicKey::parse(wire, Msg::Msg2) {
-            check_key(&key, wire, Msg::Msg2);
-        }
+    if let Some(wire) = data.first_chunk::<33>()
+        && let Ok(key) = PublicKey::parse(wire, Msg::Msg2)
+    {
+        check_key(&key, wire, Msg::Msg2);
     }
 });

@@ -155,10 +155,12 @@ impl Read for FuzzStream<'_> {
 
 impl Write for FuzzStream<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if let Some(limit) = self.opts.write_limit {
-            if self.written + data.len() > limit {
-                return Err(io::ErrorKind::BrokenPipe.into());
-            }
+        if self
+            .opts
+            .write_limit
+            .is_some_and(|limit| self.written + data.len() > limit)
+        {
+            return Err(io::ErrorKind::BrokenPipe.into());
         }
         self.written += data.len();
         Ok(data.len())
