@@ -37,9 +37,13 @@ else
     for t in $targets; do mkdir -p "corpus/$t"; done
 fi
 
-cargo fuzz build --sanitizer "$sanitizer" >/dev/null
-
 mkdir -p artifacts/logs
+if ! cargo fuzz build --sanitizer "$sanitizer" >artifacts/logs/build.log 2>&1; then
+    cat artifacts/logs/build.log >&2
+    echo "fuzz: build failed" >&2
+    exit 1
+fi
+
 total=0
 failed=""
 for t in $targets; do
@@ -57,7 +61,8 @@ for t in $targets; do
     total=$((total + execs))
     echo "fuzz: target=$t secs=$secs execs=$execs result=$status"
     if [ "$status" != ok ]; then
-        grep -E "panicked at|ERROR: libFuzzer|SUMMARY|Test unit written to" "$log" | head -n 8 | sed 's/^/  /'
+        { grep -E "panicked at|ERROR: libFuzzer|SUMMARY|Test unit written to|^error" "$log" || true; } |
+            head -n 8 | sed 's/^/  /'
     fi
 done
 echo "fuzz: total execs=$total sanitizer=$sanitizer"
