@@ -65,12 +65,13 @@ impl Authenticator for FixedSrpUser {
 }
 
 /// Reads come from `input` (at most `max_read` at a time, every other one `Interrupted` when
-/// `interrupt`), writes are counted.
+/// `interrupt`), writes are counted and fail beyond `write_limit`.
 struct FuzzStream<'a> {
     input: &'a [u8],
     max_read: usize,
     interrupt: bool,
     interrupt_next: bool,
+    write_limit: Option<usize>,
     written: usize,
 }
 
@@ -84,8 +85,20 @@ impl<'a> FuzzStream<'a> {
             max_read,
             interrupt,
             interrupt_next: interrupt,
+            write_limit: None,
             written: 0,
         }
+    }
+    /// The option byte of the fuzz targets (`StreamOptions::from_byte` in fuzz/src/lib.rs).
+    fn with_options(input: &'a [u8], b: u8) -> Self {
+        let chunk = usize::from(b & 0x0f);
+        let mut s = Self::chunked(
+            input,
+            if chunk == 0 { usize::MAX } else { chunk },
+            b & 0x10 != 0,
+        );
+        s.write_limit = (b & 0x20 != 0).then(|| 4 + 16 * usize::from(b >> 6));
+        s
     }
 }
 
@@ -107,6 +120,12 @@ impl Read for FuzzStream<'_> {
 
 impl Write for FuzzStream<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self
+            .write_limit
+            .is_some_and(|limit| self.written + data.len() > limit)
+        {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
         self.written += data.len();
         Ok(data.len())
     }
@@ -515,6 +534,78 @@ fn recorded_md5_exchange_and_its_prefixes() {
     assert!(serve(&mut FuzzStream::new(&transcript), &srp).is_err());
     let none = serve(&mut FuzzStream::new(&transcript), &NoAuth).unwrap();
     assert_eq!(none.unwrap().method, AuthMethod::None);
+}
+
+/// Inputs the fuzzer found on its own (from `cargo run --example outcomes` over the corpus of
+/// the long run), replayed with their authenticator and option bytes: hostile MSG1 keys, a
+/// write failing in the middle of the exchange, a join, a refused reply write. Selector 2 (the
+/// random-salt EC-SRP5 user) is played by the fixed-salt user: these inputs end before the salt
+/// matters.
+#[test]
+fn fuzzer_found_server_inputs_end_as_recorded() {
+    fn run(input: &str) -> Result<Option<Authenticated>, HandshakeError> {
+        let input = hex(input);
+        let auth: Box<dyn Authenticator> = match input[0] % 4 {
+            0 => Box::new(NoAuth),
+            1 => Box::new(SingleUser::md5("admin", "secret")),
+            _ => Box::new(FixedSrpUser(fixed_verifier())),
+        };
+        serve(
+            &mut FuzzStream::with_options(&input[2..], input[1]),
+            auth.as_ref(),
+        )
+    }
+    let low_order = "320a010101010101010101d305a901010a3131d30105a901013f312101017e010101000000000000\
+        00000000000000000000000000000000000000000000000000000000000000000021";
+    assert!(matches!(
+        run(low_order),
+        Err(HandshakeError::EcSrp5(EcSrp5Error::LowOrderPoint {
+            msg: Msg::Msg1
+        }))
+    ));
+    let not_on_curve = "320a010101010101010101d301caca7e0101255d01030001000101000000000000000000000000\
+        000000000000000000000000000000003d";
+    assert!(matches!(
+        run(not_on_curve),
+        Err(HandshakeError::EcSrp5(EcSrp5Error::NotOnCurve {
+            msg: Msg::Msg1
+        }))
+    ));
+    let out_of_range = "320a010101010101010101d30105a901010a31310101cacdcacaca7e0101015d580300fb01080101\
+        05ffd301a9010101ffff6201010a310300000000000000000000003d";
+    assert!(matches!(
+        run(out_of_range),
+        Err(HandshakeError::EcSrp5(EcSrp5Error::CoordinateOutOfRange {
+            msg: Msg::Msg1
+        }))
+    ));
+    // Write limit 52 bytes: HELLO and 03 00 00 00 go out, MSG2 (50 bytes) does not.
+    let broken_pipe = "02f900020100dc05000000000000000000002a7465737475736572007bb3aab12a012028d141457\
+        5a3bf2d03f577f8bec9e57c218d99a90090ab4edb92";
+    match run(broken_pipe) {
+        Err(HandshakeError::EcSrp5(EcSrp5Error::Io(e))) => {
+            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe)
+        }
+        other => panic!("{other:?}"),
+    }
+    // Write limit 20 bytes: the MD5 reply with its challenge (20 bytes after HELLO) fails.
+    assert!(matches!(
+        run("01790101010101015b0105127e7a2e312fa1"),
+        Err(HandshakeError::Io {
+            stage: btest_rs::handshake::Stage::Reply,
+            ..
+        })
+    ));
+    // A join is answered with the OK and its token, whatever the authenticator.
+    assert!(matches!(
+        run("410a01010200ffffcdcdedcdcdcd00a99e00"),
+        Ok(None)
+    ));
+    // Random-data byte 03 is neither a command nor a join.
+    assert!(matches!(
+        run("010000030300000000000000313121312131"),
+        Err(HandshakeError::BadCommand(CommandError::BadPayload(3)))
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------
