@@ -658,3 +658,40 @@ fn md5_user_longer_than_the_name_field() {
     let who = serve(&mut FuzzStream::new(&transcript), &auth);
     assert!(who.is_ok(), "{who:?}");
 }
+
+/// Client inputs the fuzzer found (`ecsrp5_client` corpus, bare EC-SRP5 mode: mode byte with
+/// bit 7 set, option byte, then the server's bytes): hostile MSG2 keys, and a MSG2 key that is
+/// valid but not the server's, after which the client still computes and sends its proof.
+#[test]
+fn fuzzer_found_client_inputs_end_as_recorded() {
+    fn run(input: &str) -> Result<(), EcSrp5Error> {
+        let input = hex(input);
+        assert!(input[0] & 0x80 != 0);
+        let mut s = FuzzStream::with_options(&input[2..], input[1]);
+        ecsrp5::client_handshake(&mut s, b"testuser", b"testpass", &mut counter_random())
+    }
+    let low_order = "f64131000000000000000000000000000000000000000000000000000000000000000000000000\
+        00e5ff37ffffffffffffffffff";
+    assert!(matches!(
+        run(low_order),
+        Err(EcSrp5Error::LowOrderPoint { msg: Msg::Msg2 })
+    ));
+    let not_on_curve = "f6413115626a9dfffffffffffffffffffeffffffffffffffffffff2afffffffffff6ffffffff01\
+        00ffffffffffffffffffff9d9d";
+    assert!(matches!(
+        run(not_on_curve),
+        Err(EcSrp5Error::NotOnCurve { msg: Msg::Msg2 })
+    ));
+    let out_of_range = "f64131f241cf41cffffff2d159026565659a9a9a9a9aff3fff2affffffffffffffffffffff0001\
+        ff38f7fffff5ffffffff7a9d9d";
+    assert!(matches!(
+        run(out_of_range),
+        Err(EcSrp5Error::CoordinateOutOfRange { msg: Msg::Msg2 })
+    ));
+    let then_silence = "f6413115626aa7ffff7fffffffffffffffffffffffffbfffffffffffffffffffffffffffffffff\
+        a7ffff7fff757a9d9dff759d9d";
+    assert!(matches!(
+        run(then_silence),
+        Err(EcSrp5Error::Rejected { before: Msg::Msg4 })
+    ));
+}
