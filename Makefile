@@ -49,7 +49,7 @@ SMALL_PANIC := $(if $(RUST_SRC),-Zunstable-options -Cpanic=immediate-abort)
 BUDGET_X86 ?= 1048576
 BUDGET_X86_SMALL ?= 716800
 
-.PHONY: all build test lint fmt-check clippy unit demo bench bench-deps clean help \
+.PHONY: all build test lint fmt-check clippy unit demo bench bench-deps fuzz clean help \
 	static static-x86_64 static-aarch64 static-armv7 static-check static-smoke size \
 	test-aarch64 check-freebsd check-contrib install install-contrib uninstall targets
 
@@ -106,6 +106,10 @@ demo: build ## a server and a client on 127.0.0.1, DEMO_SECS each way
 	$(BIN) -c 127.0.0.1 -P $(PORT) -r -d $(DEMO_SECS) || exit $$?; \
 	echo "== client transmits (server receives) for $(DEMO_SECS) s"; \
 	$(BIN) -c 127.0.0.1 -P $(PORT) -t -d $(DEMO_SECS) || exit $$?
+
+FUZZ_SECS ?= 60
+fuzz: ## cargo-fuzz every target for FUZZ_SECS each (stable via RUSTC_BOOTSTRAP; not part of test)
+	fuzz/run.sh $(FUZZ_SECS)
 
 bench-deps: ## install iperf3 (the peer measured beside us) when missing and root
 	@command -v iperf3 >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \

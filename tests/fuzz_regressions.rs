@@ -644,11 +644,9 @@ fn recorded_server_side_is_accepted_by_the_client() {
 
 /// Found while writing the md5_check target, not by a crash: `md5::verify` compares the
 /// configured name truncated to 32 bytes (the response's name field), but
-/// `SingleUser::md5_password` looks the user up by the full configured name, so a configured
-/// MD5 user longer than 32 bytes can never log in. The fix belongs to whoever owns the
-/// authenticator (truncate in the lookup, or refuse such names at start-up).
+/// `SingleUser::md5_password` looked the user up by the full configured name, so a configured
+/// MD5 user longer than 32 bytes could never log in. The lookup now truncates too.
 #[test]
-#[ignore = "MD5 user names over 32 bytes are never accepted by SingleUser; left to its owner"]
 fn md5_user_longer_than_the_name_field() {
     let user = "u".repeat(40);
     let auth = SingleUser::md5(&user, "pw");

@@ -86,8 +86,11 @@ impl Authenticator for SingleUser {
     }
 
     fn md5_password(&self, user: &[u8]) -> Option<Vec<u8>> {
+        // The MD5 response carries at most 32 bytes of the name (RouterOS truncates longer
+        // names the same way), so a longer configured name is matched by its first 32 bytes.
+        let sent = self.user.get(..md5::USER_FIELD_LEN).unwrap_or(&self.user);
         match &self.secret {
-            SingleUserSecret::Md5Password(p) if user == self.user.as_slice() => Some(p.clone()),
+            SingleUserSecret::Md5Password(p) if user == sent => Some(p.clone()),
             _ => None,
         }
     }
