@@ -118,7 +118,7 @@ bench-deps: ## install iperf3 (the peer measured beside us) when missing and roo
 		echo "# iperf3 unavailable: peer figures will be skipped"
 
 bench: bench-deps ## benchmarks: one 'bench=<name> value=<n> unit=<u>' line per figure
-	@$(CARGO) bench --quiet 2>/dev/null | grep -E '^(bench=|# )'
+	@$(CARGO) bench --quiet --all-features 2>/dev/null | grep -E '^(bench=|# )'
 
 # ---- static binaries -------------------------------------------------------------------------
 
