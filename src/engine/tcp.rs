@@ -16,7 +16,7 @@ use crate::proto::{Payload, StatusScanner};
 /// Size of unpaced writes: large writes mean fewer system calls per gigabyte.
 pub const UNPACED_WRITE: usize = 128 * 1024;
 /// Size of the receive buffer.
-pub const READ_BUFFER: usize = 256 * 1024;
+pub const READ_BUFFER: usize = 128 * 1024;
 
 /// How a sender fills and sizes its writes.
 #[derive(Clone, Copy, Debug)]
