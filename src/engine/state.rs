@@ -115,7 +115,8 @@ pub struct StatusSlot {
 impl StatusSlot {
     /// Leaves a message for the transmitter (replacing one not yet sent).
     pub fn put(&self, msg: &StatusMessage) {
-        *self.message.lock() = msg.encode();
+        let mut message = self.message.lock();
+        *message = msg.encode();
         self.pending.store(true, Ordering::Release);
     }
 
@@ -125,9 +126,11 @@ impl StatusSlot {
         if !self.pending.load(Ordering::Relaxed) {
             return None;
         }
-        let msg = *self.message.lock();
+        // Flag and message change together under the lock (see `put`), so a message put while
+        // this one is taken is neither lost nor sent twice.
+        let message = self.message.lock();
         self.pending.store(false, Ordering::Relaxed);
-        Some(msg)
+        Some(*message)
     }
 }
 

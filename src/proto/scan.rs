@@ -35,11 +35,7 @@ impl StatusScanner {
             let candidate = data.get(start..).unwrap_or_default();
             if candidate.len() < STATUS_LEN {
                 if looks_like_status(candidate) {
-                    self.carry_len = candidate.len();
-                    self.carry
-                        .get_mut(..candidate.len())
-                        .unwrap_or_default()
-                        .copy_from_slice(candidate);
+                    self.set_carry(candidate);
                     return;
                 }
                 pos = start + 1;
@@ -72,20 +68,16 @@ impl StatusScanner {
             let (head, tail) = window.split_at_mut(from_carry.len());
             head.copy_from_slice(from_carry);
             let taken = data.get(..need.min(data.len())).unwrap_or_default();
-            tail.get_mut(..taken.len())
-                .unwrap_or_default()
-                .copy_from_slice(taken);
+            if let Some(dst) = tail.get_mut(..taken.len()) {
+                dst.copy_from_slice(taken);
+            }
             let candidate = window.get(..len).unwrap_or_default();
             if !looks_like_status(candidate) {
                 continue;
             }
             if len < STATUS_LEN {
                 // Still incomplete (a very short read): keep carrying from this start.
-                self.carry_len = len;
-                self.carry
-                    .get_mut(..len)
-                    .unwrap_or_default()
-                    .copy_from_slice(candidate);
+                self.set_carry(candidate);
                 return data.len();
             }
             let msg_bytes: Option<&[u8; STATUS_LEN]> = candidate.try_into().ok();
@@ -95,5 +87,18 @@ impl StatusScanner {
             }
         }
         0
+    }
+
+    /// Keeps the start of a possible message for the next read. `bytes` is always shorter than
+    /// a message; the length is checked here once, so a wrong length drops the carry instead of
+    /// panicking.
+    fn set_carry(&mut self, bytes: &[u8]) {
+        match self.carry.get_mut(..bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                self.carry_len = bytes.len();
+            }
+            None => self.carry_len = 0,
+        }
     }
 }
