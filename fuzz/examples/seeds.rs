@@ -1,4 +1,4 @@
-//! Writes seed inputs for every fuzz target from the shared test vectors, plus transcripts of
+//! Writes seed inputs for every fuzz target from the test vectors (`tests/vectors/`), plus transcripts of
 //! complete handshakes recorded against the same harness the targets use (so the fuzzer
 //! starts from inputs that reach the accepting paths).
 //!
