@@ -8,7 +8,7 @@
 # Environment:
 #   TARGETS     space-separated subset of targets (default: all of them)
 #   SANITIZER   cargo-fuzz sanitizer: address (default) or none
-#   VECTORS     folder of the shared test vectors used for seeds (default ../shared/vectors)
+#   VECTORS     folder of the test vectors used for seeds (default tests/vectors)
 #   FUZZ_ARGS   extra libFuzzer flags, e.g. "-max_len=512"
 #
 # cargo-fuzz needs nightly-only flags; on a stable toolchain RUSTC_BOOTSTRAP=1 allows them.
@@ -20,7 +20,7 @@ case "$secs" in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
 sanitizer="${SANITIZER:-address}"
-vectors="${VECTORS:-$here/../../shared/vectors}"
+vectors="${VECTORS:-$here/../tests/vectors}"
 all_targets="command status_scanner udp_loss md5_check ecsrp5_parsers server_handshake ecsrp5_client"
 targets="${TARGETS:-$all_targets}"
 export RUSTC_BOOTSTRAP=1

@@ -67,7 +67,7 @@ const VALUE_OPTIONS: &[&str] = &[
     "--max-sessions",
 ];
 
-/// Spells `-vv` as `-v -v`: users type the combined form (CLI.md documents `-vv`), but argh
+/// Spells `-vv` as `-v -v`: users type the combined form (the man page documents `-vv`), but argh
 /// takes one short flag per word. The value of an option (a password `-vv`) is left alone.
 fn expand_verbose(args: &[String]) -> Vec<&str> {
     let mut out = Vec::with_capacity(args.len());

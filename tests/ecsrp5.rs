@@ -1,4 +1,4 @@
-//! EC-SRP5: the shared vectors, real socket handshakes, a long random run against the parity
+//! EC-SRP5: the test vectors (`tests/vectors/ecsrp5.json`), real socket handshakes, a long random run against the parity
 //! bug, and malformed messages.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -13,13 +13,13 @@ use btest_rs::auth::ecsrp5::{
 };
 use serde_json::Value;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/ecsrp5.json");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/ecsrp5.json");
 
 fn vectors() -> Value {
     let text = std::fs::read_to_string(VECTORS).unwrap_or_else(|e| {
         panic!(
-            "cannot read the EC-SRP5 vectors at {VECTORS}: {e}. The shared vectors folder \
-             must sit beside the repository checkout (../shared/vectors)."
+            "cannot read the EC-SRP5 vectors at {VECTORS}: {e}. They are part of the \
+             repository (tests/vectors/); see tests/vectors/README.md."
         )
     });
     serde_json::from_str(&text).expect("ecsrp5.json is not valid JSON")

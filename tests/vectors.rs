@@ -1,4 +1,4 @@
-//! Checks the wire code against the shared vectors (`../shared/vectors/*.json`) byte for byte.
+//! Checks the wire code against the test vectors (`tests/vectors/*.json`) byte for byte.
 //!
 //! The vectors were produced and cross-checked by other implementations; passing them is what
 //! "wire-compatible" means here, so every key of every file is exercised.
@@ -13,14 +13,14 @@ use btest_rs::proto::{
 };
 use serde_json::Value;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/");
 
 fn load(file: &str) -> Value {
     let path = format!("{VECTORS}{file}");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "cannot read test vectors at {path}: {e}. The shared folder must sit beside the \
-             checkout (../shared/vectors)."
+            "cannot read test vectors at {path}: {e}. They are part of the repository \
+             (tests/vectors/); see tests/vectors/README.md."
         )
     });
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid JSON: {e}"))

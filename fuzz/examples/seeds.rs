@@ -1,6 +1,6 @@
-//! Writes seed inputs for every fuzz target from the shared test vectors, plus transcripts of
-//! complete handshakes recorded against the same harness the targets use (so the fuzzer
-//! starts from inputs that reach the accepting paths).
+//! Writes seed inputs for every fuzz target from the test vectors (`tests/vectors/`), plus
+//! transcripts of complete handshakes recorded against the same harness the targets use (so the
+//! fuzzer starts from inputs that reach the accepting paths).
 //!
 //! `cargo run --example seeds -- VECTORS_DIR CORPUS_DIR` (run from `fuzz/`; `fuzz/run.sh`
 //! does it). Seeds are named `seed-*` and rewritten on every run.

@@ -3,7 +3,7 @@
 //! Input: byte 0 gives how many chunk-size bytes follow (1..=8); those sizes are cycled over
 //! (0 = an empty read); the rest is the stream. The messages found when feeding it in those
 //! chunks must equal those of a one-shot feed and those of a naive reference of the rule of
-//! PROTOCOL.md 6.2 written here.
+//! docs/protocol.md 6.2 written here.
 #![no_main]
 
 use btest_rs::proto::{STATUS_LEN, StatusMessage, StatusScanner};

@@ -66,7 +66,7 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Process exit code for this error (see CLI.md).
+    /// Process exit code for this error (see docs/btest.1, EXIT STATUS).
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::Handshake(e) if e.is_auth_failure() => 3,

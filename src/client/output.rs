@@ -3,7 +3,7 @@
 //! so the three cannot disagree.
 //!
 //! Formats on stdout (errors always go to stderr):
-//! * text (default): interval lines and a summary, the grammar of CLI.md; `-q` drops the
+//! * text (default): interval lines and a summary, the grammar of docs/btest.1; `-q` drops the
 //!   interval lines, `-v` appends `rtt:`/`retr:` and adds an RTT summary line.
 //! * `--json`: nothing until the end, then one JSON document `{"start","intervals","end"}`.
 //! * `--json-lines`: one compact object per interval (`"type":"interval"`) as it happens, then

@@ -126,7 +126,8 @@ pub struct Authenticated {
 
 /// Runs the authentication the authenticator asks for. Without authentication it writes
 /// nothing (the OK of [`accept`] is the whole answer). On failure with MD5 it sends the
-/// `00 00 00 00` refusal; EC-SRP5 failures end with the connection closed, as RouterOS does.
+/// `00 00 00 00` refusal; EC-SRP5 failures end with the connection closed, as every known
+/// server does (what RouterOS sends is not recorded: docs/protocol.md 4.3.6).
 pub fn authenticate<S: Read + Write>(
     stream: &mut S,
     auth: &dyn Authenticator,

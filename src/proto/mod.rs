@@ -28,5 +28,6 @@ pub const CLIENT_UDP_PORT_OFFSET: u16 = 256;
 pub const HELLO: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
 /// Default TCP write size (the command's `tx_size` for TCP tests).
 pub const DEFAULT_TCP_TX_SIZE: u16 = 32768;
-/// Default UDP packet size (the whole IP packet, as RouterOS counts it).
+/// Default UDP packet size: the whole IP packet, our reading of the command's size (RouterOS
+/// counts UDP traffic with headers; see docs/protocol.md 7.2).
 pub const DEFAULT_UDP_TX_SIZE: u16 = 1500;

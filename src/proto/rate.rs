@@ -1,5 +1,5 @@
 //! The two rate formulas of the data plane, as pure functions so that they can be checked
-//! against the shared vectors before the pacing code that uses them exists.
+//! against the test vectors before the pacing code that uses them exists.
 //!
 //! * The **1.5x rule** (protocol document, section 8): a transmitter that learns from the peer's
 //!   status how many bytes arrived in the last interval sets its rate to 1.5 times that, in bit/s.

@@ -1,4 +1,4 @@
-//! The human-readable output grammar, which users' scripts parse (see CLI.md):
+//! The human-readable output grammar, which users' scripts parse (see docs/btest.1):
 //!
 //! ```text
 //! [   3]  TX  941.23 Mbps (117653750 bytes)  lost: 4  cpu: 12%/30%

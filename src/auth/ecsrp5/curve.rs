@@ -1,5 +1,5 @@
 //! Arithmetic for EC-SRP5: the field of integers mod p = 2^255 − 19 and Curve25519 written in
-//! short Weierstrass form `y² = x³ + a·x + b` (PROTOCOL.md 4.3.2).
+//! short Weierstrass form `y² = x³ + a·x + b` (docs/protocol.md 4.3.2).
 //!
 //! Field elements use five 51-bit limbs in `u64` with `u128` products rather than `BigUint`:
 //! a handshake needs some 12 000 field multiplications, and a heap-allocating bignum with a
@@ -220,7 +220,7 @@ impl Fe {
     }
 }
 
-/// The field and curve constants of PROTOCOL.md 4.3.2, derived once from their definitions.
+/// The field and curve constants of docs/protocol.md 4.3.2, derived once from their definitions.
 pub(crate) struct FieldConsts {
     /// Weierstrass a = (3 − A²)/3.
     pub(crate) a: Fe,

@@ -1,4 +1,4 @@
-//! EC-SRP5 (RouterOS 6.43 and later): the elliptic-curve SRP exchange of PROTOCOL.md 4.3.
+//! EC-SRP5 (RouterOS 6.43 and later): the elliptic-curve SRP exchange of docs/protocol.md 4.3.
 //!
 //! Layers: [`curve`] does field and point arithmetic, [`srp`] turns it into message payloads
 //! with no I/O (so every parser can be fuzzed and every vector replayed), and this module
@@ -49,7 +49,7 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// Derives the verifier from a user name, password and salt (PROTOCOL.md 4.3.4), as
+    /// Derives the verifier from a user name, password and salt (docs/protocol.md 4.3.4), as
     /// RouterOS stores it (`x_gamma ‖ parity` is its 33-byte `v` record).
     ///
     /// Should i be a multiple of the group order (odds 2^-252) Γ would be the point at infinity;
@@ -398,7 +398,8 @@ pub fn client_handshake<S: Read + Write>(
 
 /// Server side, after it sent `03 00 00 00`: reads MSG1, sends MSG2, reads and checks MSG3,
 /// sends MSG4. Returns the authenticated user name; the caller then sends the OK. On any error
-/// the caller should simply close the connection (what RouterOS clients expect of a refusal).
+/// the caller should simply close the connection, as every known server does (docs/protocol.md
+/// 4.3.6).
 pub fn server_handshake<S: Read + Write>(
     stream: &mut S,
     lookup: &dyn Fn(&[u8]) -> Option<Verifier>,

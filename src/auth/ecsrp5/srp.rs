@@ -1,4 +1,4 @@
-//! The EC-SRP5 message math, without I/O (PROTOCOL.md 4.3.3 to 4.3.5).
+//! The EC-SRP5 message math, without I/O (docs/protocol.md 4.3.3 to 4.3.5).
 //!
 //! Every function here works on message *payloads* (no length byte) and fixed secrets, so the
 //! exchange can be replayed from test vectors and every parser can be fuzzed. The I/O layer in
