@@ -343,7 +343,7 @@ fn handle_connection(
     let _ = stream.set_nodelay(true);
     let deadline = Instant::now() + shared.cfg.handshake_timeout;
     let mut io = DeadlineStream::new(&stream, deadline);
-    let request = match hs::read_request(&mut io) {
+    let request = match hs::read_request_with(&mut io, &|t| shared.registry.is_waiting(t)) {
         Ok(r) => r,
         Err(e) => {
             log!(0, "{peer}: dropped: {e}");
@@ -351,7 +351,7 @@ fn handle_connection(
         }
     };
     match request {
-        Request::Join { token } => match shared.registry.reserve(token) {
+        Request::Join { token } => match shared.registry.reserve(token, peer.ip()) {
             Ok(slot) => {
                 if let Err(e) = hs::accept(&mut io, token, None) {
                     log!(0, "{peer}: join dropped: {e}");
@@ -421,7 +421,11 @@ fn primary(
 
     let joins = if cmd.is_multi_connection() {
         let secondaries = cmd.connection_count() - 1;
-        Some(shared.registry.register(secondaries, &mut fill_random))
+        Some(
+            shared
+                .registry
+                .register(secondaries, peer.ip(), &mut fill_random),
+        )
     } else {
         None
     };
