@@ -11,6 +11,7 @@ use crate::handshake::server::{Authenticator, NoAuth, SingleUser};
 use crate::proto::{Direction, Payload, Protocol};
 use crate::report::csv::CsvSink;
 use crate::report::syslog::{Severity, Syslog};
+use crate::server::output;
 use crate::server::recorder::Recorder;
 use crate::server::{Server, ServerConfig};
 use crate::{log_error, sys};
@@ -159,10 +160,10 @@ fn open_syslog(args: &Args) -> Result<Option<Syslog>, UsageError> {
 
 fn run_server(args: &Args) -> Result<u8, UsageError> {
     let listen = cli::server_args(args)?;
-    if args.json || args.json_lines {
+    if args.json {
         return Err(UsageError(
-            "--json and --json-lines are client options; the server records with --csv and \
-             --syslog"
+            "--json is a client option; the server writes --json-lines, and records with --csv \
+             and --syslog"
                 .into(),
         ));
     }
@@ -184,6 +185,23 @@ fn run_server(args: &Args) -> Result<u8, UsageError> {
         .then(|| Arc::new(Recorder::new(cfg.admission.clone(), csv, syslog, args.port)));
     if let Some(r) = &recorder {
         cfg.admission = r.clone();
+    }
+    let shown = output::Options {
+        format: if args.json_lines {
+            output::Format::JsonLines
+        } else {
+            output::Format::Text
+        },
+        intervals: !args.quiet,
+    };
+    if !shown.is_silent() {
+        match output::ServerOutput::stdout(shown) {
+            Ok(out) => cfg.admission = Arc::new(output::Announcer::new(cfg.admission, out)),
+            Err(e) => {
+                log_error!("cannot start the output thread: {e}");
+                return Ok(EXIT_FAILED);
+            }
+        }
     }
     let stop = match sys::signal::install() {
         Ok(rx) => rx,

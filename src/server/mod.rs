@@ -7,6 +7,7 @@
 mod deadline;
 mod gauge;
 pub mod limits;
+pub mod output;
 pub mod policy;
 pub mod recorder;
 pub mod registry;
@@ -479,7 +480,7 @@ fn primary(
 
     let id = shared.sessions_total.fetch_add(1, Ordering::Relaxed) + 1;
     log!(
-        0,
+        log::SESSION,
         "{peer}: session {id} start: {} {} conns={} auth={}{}",
         cmd.protocol.name(),
         cmd.direction.client_name(),
@@ -489,6 +490,7 @@ fn primary(
     );
     let connections = streams.len();
     let mut ticket = ticket;
+    ticket.started(id);
     let outcome = match udp {
         Some(prepared) => udp::run_session(
             prepared,
