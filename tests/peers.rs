@@ -51,13 +51,15 @@ fn connect_from(source: Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
             return Err(std::io::Error::last_os_error());
         }
         let stream = TcpStream::from_raw_fd(fd);
-        let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: port.to_be(),
-            sin_addr: libc::in_addr {
+        let sockaddr = |ip: Ipv4Addr, port: u16| {
+            // Zeroed first: BSDs have a length field that Linux lacks.
+            let mut a: libc::sockaddr_in = std::mem::zeroed();
+            a.sin_family = libc::AF_INET as libc::sa_family_t;
+            a.sin_port = port.to_be();
+            a.sin_addr = libc::in_addr {
                 s_addr: u32::from(ip).to_be(),
-            },
-            sin_zero: [0; 8],
+            };
+            a
         };
         let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
         let local = sockaddr(source, 0);
