@@ -627,3 +627,52 @@ fn server_json_lines_per_interval_and_end() {
     assert!(objects[3]["end"]["tx"]["bytes"].as_u64().unwrap() >= sent);
     assert_eq!(objects[3]["dropped_lines"], 0);
 }
+
+/// `btest-server-pro` faces many clients: start/end lines only, unless `--intervals`.
+#[cfg(feature = "pro")]
+#[test]
+fn pro_server_shows_intervals_only_when_asked() {
+    use std::io::{BufRead, BufReader};
+    const PRO: &str = env!("CARGO_BIN_EXE_btest-server-pro");
+    for (run, extra) in [&[][..], &["--intervals"][..]].into_iter().enumerate() {
+        let db = std::env::temp_dir().join(format!("btest-peers-{}-{run}.db", std::process::id()));
+        let mut child = Process::new(PRO)
+            .args(["--db", db.to_str().unwrap(), "--open", "-P", "0"])
+            .args(["--listen", "127.0.0.1"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+        let port: u16 = loop {
+            let line = log.next().expect("server log").unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.rsplit(':').next().unwrap().parse().unwrap();
+            }
+        };
+        let out = common::client(port, &["-r", "-d", "2", "-b", "10M"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let end = log
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.contains("session 1 end"));
+        assert!(end.is_some(), "no session end line");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        if extra.is_empty() {
+            assert!(stdout.is_empty(), "{stdout}");
+        } else {
+            let lines: Vec<&str> = stdout
+                .lines()
+                .filter(|l| l.starts_with("[#1 127.0.0.1]  ["))
+                .collect();
+            assert!(lines.len() >= 3, "two intervals and a summary:\n{stdout}");
+            assert!(lines.iter().any(|l| l.contains("[ avg]  TX")), "{stdout}");
+        }
+    }
+}
