@@ -25,6 +25,9 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit code: the server rejected our credentials.
 pub const EXIT_AUTH: u8 = 3;
 
+/// How long a stopping server waits for its last output lines to reach stdout.
+const OUTPUT_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Version line: crate version and enabled features.
 pub fn version_line() -> String {
     let features: &[&str] = &[
@@ -194,9 +197,13 @@ fn run_server(args: &Args) -> Result<u8, UsageError> {
         },
         intervals: !args.quiet,
     };
+    let mut out = None;
     if !shown.is_silent() {
         match output::ServerOutput::stdout(shown) {
-            Ok(out) => cfg.admission = Arc::new(output::Announcer::new(cfg.admission, out)),
+            Ok(o) => {
+                cfg.admission = Arc::new(output::Announcer::new(cfg.admission, o.clone()));
+                out = Some(o);
+            }
             Err(e) => {
                 log_error!("cannot start the output thread: {e}");
                 return Ok(EXIT_FAILED);
@@ -220,7 +227,11 @@ fn run_server(args: &Args) -> Result<u8, UsageError> {
     if let (Some(r), Some(addr)) = (&recorder, server.local_addrs().first()) {
         r.set_port(addr.port());
     }
-    match server.serve(&stop) {
+    let served = server.serve(&stop);
+    if let Some(out) = out {
+        out.flush(OUTPUT_FLUSH_LIMIT);
+    }
+    match served {
         Ok(()) => Ok(EXIT_OK),
         Err(e) => {
             log_error!("{e}");

@@ -64,10 +64,18 @@ impl Options {
     }
 }
 
+/// What the queue carries.
+enum Item {
+    /// A line to write.
+    Line(String),
+    /// Write everything queued before, flush, and say so.
+    Flush(Sender<()>),
+}
+
 /// The queue and its writer thread, shared by all sessions.
 pub struct ServerOutput {
     opts: Options,
-    lines: Sender<String>,
+    lines: Sender<Item>,
 }
 
 impl ServerOutput {
@@ -89,21 +97,37 @@ impl ServerOutput {
 
     /// Queues a line without waiting; false when it had to be dropped.
     fn offer(&self, line: String) -> bool {
-        match self.lines.try_send(line) {
+        match self.lines.try_send(Item::Line(line)) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
         }
     }
+
+    /// Waits up to `limit` until every line queued so far is written: the server calls it
+    /// before it exits, so the last sessions' summaries are not lost with the process.
+    pub fn flush(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        self.lines
+            .send_deadline(Item::Flush(done_tx), deadline)
+            .is_ok()
+            && done_rx.recv_deadline(deadline).is_ok()
+    }
 }
 
-fn drain(rx: &Receiver<String>, mut sink: Box<dyn Write + Send>) {
-    for line in rx {
-        if writeln!(sink, "{line}").is_err() {
-            // stdout is gone (closed pipe): keep draining so sessions never notice.
-            continue;
-        }
-        if rx.is_empty() {
-            let _ = sink.flush();
+fn drain(rx: &Receiver<Item>, mut sink: Box<dyn Write + Send>) {
+    for item in rx {
+        match item {
+            Item::Line(line) => {
+                // A failed write (stdout closed) is ignored: sessions must never notice.
+                if writeln!(sink, "{line}").is_ok() && rx.is_empty() {
+                    let _ = sink.flush();
+                }
+            }
+            Item::Flush(done) => {
+                let _ = sink.flush();
+                let _ = done.send(());
+            }
         }
     }
     let _ = sink.flush();

@@ -270,3 +270,31 @@ fn drops_are_reported_at_the_session_end() {
         .unwrap();
     assert!((9..=10).contains(&n), "{note}");
 }
+
+#[test]
+fn flush_waits_for_the_queue_but_not_forever() {
+    let opts = Options {
+        format: Format::Text,
+        intervals: true,
+    };
+    let (out, lines) = capture(opts, None);
+    let c = cmd(Direction::ServerTx, Protocol::Tcp);
+    let mut t = ticket(&out, &c, 1);
+    for i in 1..=50 {
+        t.interval(&interval(i, Duration::from_secs(1), 1000, false));
+    }
+    assert!(out.flush(Duration::from_secs(5)));
+    assert_eq!(
+        lines.try_iter().count(),
+        50,
+        "all written before flush returned"
+    );
+
+    let (_gate_tx, gate_rx) = crossbeam_channel::unbounded::<()>();
+    let (stuck, _lines) = capture(opts, Some(gate_rx));
+    let mut t = ticket(&stuck, &c, 2);
+    t.interval(&interval(1, Duration::from_secs(1), 1000, false));
+    let start = std::time::Instant::now();
+    assert!(!stuck.flush(Duration::from_millis(200)));
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
