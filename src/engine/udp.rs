@@ -784,6 +784,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn silence_limit_is_15_s_or_three_status_gaps() {
+        assert_eq!(silence_limit(Duration::ZERO), Duration::from_secs(15));
+        assert_eq!(
+            silence_limit(Duration::from_secs(5)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            silence_limit(Duration::from_secs(7)),
+            Duration::from_secs(21)
+        );
+        assert_eq!(silence_limit(Duration::from_secs(600)), MAX_CONTROL_SILENCE);
+    }
+
+    #[test]
+    fn data_is_a_sign_of_life_taken_once() {
+        let state = TestState::new(0);
+        assert!(!state.take_data_seen());
+        state.note_data();
+        state.note_data();
+        assert!(state.take_data_seen());
+        assert!(!state.take_data_seen());
+    }
+
+    #[test]
     fn batch_is_a_millisecond_of_traffic() {
         assert_eq!(batch_for(0, 1500, 1472), BATCH);
         assert_eq!(batch_for(1_000_000, 1500, 1472), 1);
