@@ -11,6 +11,7 @@ use crate::handshake::server::{Authenticator, NoAuth, SingleUser};
 use crate::proto::{Direction, Payload, Protocol};
 use crate::report::csv::CsvSink;
 use crate::report::syslog::{Severity, Syslog};
+use crate::server::output;
 use crate::server::recorder::Recorder;
 use crate::server::{Server, ServerConfig};
 use crate::{log_error, sys};
@@ -23,6 +24,9 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: the server rejected our credentials.
 pub const EXIT_AUTH: u8 = 3;
+
+/// How long a stopping server waits for its last output lines to reach stdout.
+const OUTPUT_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Version line: crate version and enabled features.
 pub fn version_line() -> String {
@@ -159,10 +163,10 @@ fn open_syslog(args: &Args) -> Result<Option<Syslog>, UsageError> {
 
 fn run_server(args: &Args) -> Result<u8, UsageError> {
     let listen = cli::server_args(args)?;
-    if args.json || args.json_lines {
+    if args.json {
         return Err(UsageError(
-            "--json and --json-lines are client options; the server records with --csv and \
-             --syslog"
+            "--json is a client option; the server writes --json-lines, and records with --csv \
+             and --syslog"
                 .into(),
         ));
     }
@@ -185,6 +189,27 @@ fn run_server(args: &Args) -> Result<u8, UsageError> {
     if let Some(r) = &recorder {
         cfg.admission = r.clone();
     }
+    let shown = output::Options {
+        format: if args.json_lines {
+            output::Format::JsonLines
+        } else {
+            output::Format::Text
+        },
+        intervals: !args.quiet,
+    };
+    let mut out = None;
+    if !shown.is_silent() {
+        match output::ServerOutput::stdout(shown) {
+            Ok(o) => {
+                cfg.admission = Arc::new(output::Announcer::new(cfg.admission, o.clone()));
+                out = Some(o);
+            }
+            Err(e) => {
+                log_error!("cannot start the output thread: {e}");
+                return Ok(EXIT_FAILED);
+            }
+        }
+    }
     let stop = match sys::signal::install() {
         Ok(rx) => rx,
         Err(e) => {
@@ -202,7 +227,11 @@ fn run_server(args: &Args) -> Result<u8, UsageError> {
     if let (Some(r), Some(addr)) = (&recorder, server.local_addrs().first()) {
         r.set_port(addr.port());
     }
-    match server.serve(&stop) {
+    let served = server.serve(&stop);
+    if let Some(out) = out {
+        out.flush(OUTPUT_FLUSH_LIMIT);
+    }
+    match served {
         Ok(()) => Ok(EXIT_OK),
         Err(e) => {
             log_error!("{e}");

@@ -79,7 +79,8 @@ pub struct Args {
     #[argh(option, arg_name = "FILE")]
     pub csv: Option<String>,
 
-    /// no interval lines in text output (the summary and errors are still printed)
+    /// no interval lines in text output (the summary and errors are still printed); server:
+    /// only session start and end lines (and errors)
     #[argh(switch, short = 'q')]
     pub quiet: bool,
 
@@ -127,7 +128,8 @@ pub struct Args {
     pub json: bool,
 
     /// output one compact JSON object per line on stdout instead of text: "type":"interval"
-    /// each second, then one "type":"end" (with "start" and "end"); excludes --json
+    /// each second, then one "type":"end" (with "start" and "end"); excludes --json; server:
+    /// one object per session interval and per session end, with the session number
     #[argh(switch)]
     pub json_lines: bool,
 

@@ -1,11 +1,18 @@
 //! A tiny leveled logger to stderr.
 //!
 //! Results go to stdout, diagnostics here. Level: 0 = errors and session lines, 1 = `-v`,
-//! 2 = `-vv`; `-q` lowers it below 0 to keep only errors.
+//! 2 = `-vv`; `-q` lowers it to [`SESSION`] (-1), which keeps errors and the server's session
+//! start and end lines, or to -2 (`btest-server-pro -q`), which keeps only errors.
 
 use std::sync::atomic::{AtomicI8, Ordering};
 
 static LEVEL: AtomicI8 = AtomicI8::new(0);
+
+/// Level of the server's session start and end lines: shown even with `btest -s -q`.
+pub const SESSION: i8 = -1;
+
+/// Level `-q` selects where only errors are wanted.
+pub const ERRORS_ONLY: i8 = -2;
 
 /// Sets the global verbosity.
 pub fn set_level(level: i8) {

@@ -3,6 +3,7 @@
 
 pub mod latency;
 pub mod pacing;
+pub mod seq_gate;
 pub mod session;
 pub mod state;
 pub mod tcp;

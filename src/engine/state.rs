@@ -2,10 +2,11 @@
 //! swapped out once per interval by the session driver.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
+use super::seq_gate::{SeqGate, Verdict};
 use crate::proto::status::{STATUS_LEN, StatusMessage};
 
 /// Highest status sequence number we believe. A message "found" in random TCP payload has a
@@ -145,7 +146,10 @@ pub struct TestState {
     feedback: bool,
     tx_streams: AtomicUsize,
     remote_cpu: AtomicU8,
-    remote_seq: AtomicU32,
+    /// Which status sequence numbers to believe (see [`SeqGate`]); taken once per message.
+    remote_seq: Mutex<SeqGate>,
+    /// Set by UDP receivers when data arrives; the control reader takes it as a sign of life.
+    data_seen: AtomicBool,
     remote_bytes_received: AtomicU64,
     remote_reports: AtomicU64,
     /// Status for the primary connection's transmitter to insert (TCP, server sending).
@@ -163,7 +167,8 @@ impl TestState {
             feedback: tx_rate_bps == 0,
             tx_streams: AtomicUsize::new(0),
             remote_cpu: AtomicU8::new(CPU_UNKNOWN),
-            remote_seq: AtomicU32::new(0),
+            remote_seq: Mutex::new(SeqGate::default()),
+            data_seen: AtomicBool::new(false),
             remote_bytes_received: AtomicU64::new(0),
             remote_reports: AtomicU64::new(0),
             status_slot: StatusSlot::default(),
@@ -207,14 +212,17 @@ impl TestState {
     }
 
     /// Takes in a status message from the peer: its CPU load, and, when we are not held to a
-    /// fixed rate, its received byte count for the 1.5x rule. Messages with implausible or
-    /// repeated sequence numbers (false matches in random payload) are ignored.
+    /// fixed rate, its received byte count for the 1.5x rule. Messages with an implausible
+    /// sequence number, a repeated one, or one out of line that the next message does not
+    /// confirm (false matches in random payload, see [`SeqGate`]) are ignored; returns whether
+    /// this one was used.
     pub fn on_remote_status(&self, msg: StatusMessage) -> bool {
-        let last = self.remote_seq.load(Ordering::Relaxed);
-        if msg.seq == 0 || msg.seq > MAX_PLAUSIBLE_STATUS_SEQ || msg.seq <= last {
+        if msg.seq == 0 || msg.seq > MAX_PLAUSIBLE_STATUS_SEQ {
             return false;
         }
-        self.remote_seq.store(msg.seq, Ordering::Relaxed);
+        if self.remote_seq.lock().check(msg.seq) != Verdict::Accept {
+            return false;
+        }
         self.remote_cpu.store(msg.cpu, Ordering::Relaxed);
         self.remote_bytes_received
             .store(u64::from(msg.bytes_received), Ordering::Relaxed);
@@ -225,6 +233,20 @@ impl TestState {
             self.tx_total_bps.store(total, Ordering::Relaxed);
         }
         true
+    }
+
+    /// Notes that data arrived (UDP receivers, once per batch): the peer is alive. A load
+    /// first, so the cache line is written only when the flag was taken meanwhile.
+    #[inline]
+    pub fn note_data(&self) {
+        if !self.data_seen.load(Ordering::Relaxed) {
+            self.data_seen.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// True when data arrived since the last call.
+    pub fn take_data_seen(&self) -> bool {
+        self.data_seen.swap(false, Ordering::Relaxed)
     }
 
     /// The peer's last reported CPU load.
@@ -297,12 +319,37 @@ mod tests {
         let s = TestState::new(0);
         let mut m = StatusMessage {
             cpu: 1,
-            seq: 5,
+            seq: 2,
             bytes_received: 10,
         };
         assert!(s.on_remote_status(m));
         assert!(!s.on_remote_status(m), "repeated seq");
         m.seq = MAX_PLAUSIBLE_STATUS_SEQ + 1;
         assert!(!s.on_remote_status(m));
+    }
+
+    #[test]
+    fn a_false_match_never_latches() {
+        let s = TestState::new(0);
+        s.add_stream(true);
+        let real = |seq, cpu| StatusMessage {
+            cpu,
+            seq,
+            bytes_received: 1000,
+        };
+        assert!(s.on_remote_status(real(1, 10)));
+        assert!(s.on_remote_status(real(2, 10)));
+        let false_match = StatusMessage {
+            cpu: 99,
+            seq: 1_000_000,
+            bytes_received: 0x7fff_ffff,
+        };
+        assert!(!s.on_remote_status(false_match));
+        assert_eq!(s.remote_cpu(), Some(10));
+        assert_eq!(s.tx_rate_bps(), 12_000, "the random byte count is not used");
+        assert!(s.on_remote_status(real(3, 20)));
+        assert!(s.on_remote_status(real(4, 30)));
+        assert_eq!(s.remote_cpu(), Some(30));
+        assert_eq!(s.remote_received(), (1000, 4));
     }
 }

@@ -48,8 +48,20 @@ pub const SOCKET_BUFFER: usize = 4 << 20;
 /// Pause after a send the kernel refused for lack of buffers (`ENOBUFS`, `EAGAIN`): long enough
 /// for a queue to drain a little, short against the pacing schedule.
 pub const SEND_BACKOFF: Duration = Duration::from_micros(200);
-/// A peer that sends no status message on the control connection for this long is gone.
-pub const CONTROL_SILENCE: Duration = Duration::from_secs(5);
+/// A peer that shows no sign of life (a well-formed status message on the control
+/// connection, or data) for this long is gone. RouterOS's `interval` goes up to 5 s, so this is
+/// three of its longest intervals; a peer seen to report even more slowly gets three of its own
+/// intervals (see [`silence_limit`]).
+pub const CONTROL_SILENCE: Duration = Duration::from_secs(15);
+/// The silence limit never grows past this, however slowly the peer has reported.
+pub const MAX_CONTROL_SILENCE: Duration = Duration::from_secs(60);
+
+/// How long a UDP test waits for a sign of life: [`CONTROL_SILENCE`] or three of the longest
+/// gaps seen between the peer's status messages, whichever is longer (at most
+/// [`MAX_CONTROL_SILENCE`]).
+pub fn silence_limit(longest_status_gap: Duration) -> Duration {
+    (longest_status_gap * 3).clamp(CONTROL_SILENCE, MAX_CONTROL_SILENCE)
+}
 
 /// How a UDP sender fills and addresses its datagrams.
 #[derive(Clone, Copy, Debug)]
@@ -356,6 +368,8 @@ pub fn receive_loop(
                 for s in &mut rx_streams {
                     if s.packets > 0 {
                         s.flush(&plan.totals);
+                        // The peer's data is a sign of life for the control reader.
+                        state.note_data();
                     }
                 }
             }
@@ -401,14 +415,19 @@ pub fn normalize(ip: IpAddr) -> IpAddr {
 /// Reads the peer's status messages on the control connection of a UDP test and feeds them to
 /// the state (CPU, and the 1.5x rule where our rate is unlimited). This thread is the session's
 /// primary stream: the control connection governs the data, so its end-of-file, an error on it,
-/// or [`CONTROL_SILENCE`] without a status message ends the whole test and frees its port.
+/// or a silence past [`silence_limit`] ends the whole test and frees its port.
+///
+/// Liveness is deliberately looser than acceptance: every well-formed status counts, even one
+/// whose seq repeats or is not believed (RouterOS may repeat a seq), and so does data arriving.
 pub fn control_reader(mut control: TcpStream, state: &TestState) -> StreamEnd {
     if let Err(e) = control.set_read_timeout(Some(RECV_TIMEOUT)) {
         return classify(&e, state);
     }
     let mut buf = [0u8; 512];
     let mut scanner = StatusScanner::new();
-    let mut last_status = Instant::now();
+    let mut last_alive = Instant::now();
+    let mut last_status: Option<Instant> = None;
+    let mut longest_gap = Duration::ZERO;
     while state.running() {
         match control.read(&mut buf) {
             Ok(0) => {
@@ -419,12 +438,18 @@ pub fn control_reader(mut control: TcpStream, state: &TestState) -> StreamEnd {
                 };
             }
             Ok(n) => {
-                let mut fresh = false;
+                let mut seen = false;
                 scanner.feed(buf.get(..n).unwrap_or_default(), |msg| {
-                    fresh |= state.on_remote_status(msg);
+                    seen = true;
+                    state.on_remote_status(msg);
                 });
-                if fresh {
-                    last_status = Instant::now();
+                if seen {
+                    let now = Instant::now();
+                    if let Some(prev) = last_status {
+                        longest_gap = longest_gap.max(now - prev);
+                    }
+                    last_status = Some(now);
+                    last_alive = now;
                 }
             }
             Err(e)
@@ -436,7 +461,10 @@ pub fn control_reader(mut control: TcpStream, state: &TestState) -> StreamEnd {
                 ) => {}
             Err(e) => return classify(&e, state),
         }
-        if last_status.elapsed() >= CONTROL_SILENCE {
+        if state.take_data_seen() {
+            last_alive = Instant::now();
+        }
+        if last_alive.elapsed() >= silence_limit(longest_gap) {
             return if state.running() {
                 StreamEnd::Stalled
             } else {
@@ -754,6 +782,30 @@ mod batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silence_limit_is_15_s_or_three_status_gaps() {
+        assert_eq!(silence_limit(Duration::ZERO), Duration::from_secs(15));
+        assert_eq!(
+            silence_limit(Duration::from_secs(5)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            silence_limit(Duration::from_secs(7)),
+            Duration::from_secs(21)
+        );
+        assert_eq!(silence_limit(Duration::from_secs(600)), MAX_CONTROL_SILENCE);
+    }
+
+    #[test]
+    fn data_is_a_sign_of_life_taken_once() {
+        let state = TestState::new(0);
+        assert!(!state.take_data_seen());
+        state.note_data();
+        state.note_data();
+        assert!(state.take_data_seen());
+        assert!(!state.take_data_seen());
+    }
 
     #[test]
     fn batch_is_a_millisecond_of_traffic() {

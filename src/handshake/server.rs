@@ -105,6 +105,19 @@ impl Authenticator for SingleUser {
 
 /// Sends HELLO and reads the 16 bytes that follow: a new test's command or a join.
 pub fn read_request<S: Read + Write>(stream: &mut S) -> Result<Request, HandshakeError> {
+    read_request_with(stream, &|_| false)
+}
+
+/// [`read_request`] for a server with sessions waiting for joins: `is_waiting` says whether a
+/// token belongs to one. A join is recognised by its first two bytes being such a token,
+/// whatever follows. RouterOS 7 sends `HI LO 02` and 13 zeros (which [`decode_request`]
+/// knows by its `02`); older clients send `HI LO` and bytes 2..15 of the primary's command,
+/// which would otherwise read as a command with a bad protocol byte. Tokens have a high byte
+/// of at least 2, so a real command (protocol byte 0 or 1) can never be taken for a join.
+pub fn read_request_with<S: Read + Write>(
+    stream: &mut S,
+    is_waiting: &dyn Fn(u16) -> bool,
+) -> Result<Request, HandshakeError> {
     stream
         .write_all(&HELLO)
         .map_err(HandshakeError::io(Stage::Hello))?;
@@ -112,8 +125,16 @@ pub fn read_request<S: Read + Write>(stream: &mut S) -> Result<Request, Handshak
     stream
         .read_exact(&mut buf)
         .map_err(HandshakeError::io(Stage::Command))?;
+    let [hi, lo, ..] = buf;
+    let token = u16::from_be_bytes([hi, lo]);
+    if hi >= MIN_TOKEN_HIGH_BYTE && is_waiting(token) {
+        return Ok(Request::Join { token });
+    }
     decode_request(&buf).map_err(HandshakeError::BadCommand)
 }
+
+/// Lowest high byte of a session token: above every command's protocol byte.
+pub const MIN_TOKEN_HIGH_BYTE: u8 = 2;
 
 /// Who passed authentication, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -313,6 +334,44 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn both_join_forms_are_recognised_by_a_waiting_token() {
+        let cmd = Command {
+            tcp_conn_count: 3,
+            ..command()
+        }
+        .encode();
+        let mut older = [0u8; 16];
+        older[..2].copy_from_slice(&0x5a21u16.to_be_bytes());
+        older[2..].copy_from_slice(&cmd[2..]);
+        let routeros = crate::proto::encode_join(0x5a21);
+        for form in [older, routeros] {
+            let (mut s, mut c) = pipe::pair();
+            let t = std::thread::spawn(move || {
+                let mut hello = [0u8; 4];
+                c.read_exact(&mut hello).unwrap();
+                c.write_all(&form).unwrap();
+                c
+            });
+            let req = read_request_with(&mut s, &|t| t == 0x5a21).unwrap();
+            assert_eq!(req, Request::Join { token: 0x5a21 });
+            drop(t.join().unwrap());
+        }
+        // Without a waiting session the older form is what it looks like: a bad command.
+        let (mut s, mut c) = pipe::pair();
+        let t = std::thread::spawn(move || {
+            let mut hello = [0u8; 4];
+            c.read_exact(&mut hello).unwrap();
+            c.write_all(&older).unwrap();
+            c
+        });
+        assert!(matches!(
+            read_request_with(&mut s, &|_| false),
+            Err(HandshakeError::BadCommand(_))
+        ));
+        drop(t.join().unwrap());
     }
 
     #[test]

@@ -96,6 +96,11 @@ pub struct ProArgs {
     #[argh(option, arg_name = "PATH")]
     pub http_admin_token_file: Option<String>,
 
+    /// show each session's interval lines and summary on stdout, as btest -s does (default:
+    /// only the session start and end lines, on stderr)
+    #[argh(switch)]
+    pub intervals: bool,
+
     /// only errors on stderr
     #[argh(switch, short = 'q')]
     pub quiet: bool,

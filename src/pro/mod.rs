@@ -57,7 +57,7 @@ pub fn main_with_args(args: &[String]) -> u8 {
         return EXIT_OK;
     }
     crate::log::set_level(if parsed.quiet {
-        -1
+        crate::log::ERRORS_ONLY
     } else {
         parsed.verbose.min(2) as i8
     });
@@ -299,6 +299,20 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
     let admission = ProAdmission::new(quotas, writer.sender(), s.limits, last_id);
     let live = admission.live();
     cfg.admission = Arc::new(admission);
+    let out = if args.intervals {
+        let shown = crate::server::output::Options {
+            format: crate::server::output::Format::Text,
+            intervals: true,
+        };
+        let out = crate::server::output::ServerOutput::stdout(shown)?;
+        cfg.admission = Arc::new(crate::server::output::Announcer::new(
+            cfg.admission,
+            out.clone(),
+        ));
+        Some(out)
+    } else {
+        None
+    };
     cfg.auth = if args.open {
         Arc::new(NoAuth) as Arc<dyn Authenticator>
     } else {
@@ -335,6 +349,9 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
         None => None,
     };
     let served = server.serve(&stop);
+    if let Some(out) = out {
+        out.flush(Duration::from_secs(1));
+    }
     if let Some(web) = web {
         web.shutdown();
     }

@@ -7,6 +7,7 @@
 mod deadline;
 mod gauge;
 pub mod limits;
+pub mod output;
 pub mod policy;
 pub mod recorder;
 pub mod registry;
@@ -343,7 +344,7 @@ fn handle_connection(
     let _ = stream.set_nodelay(true);
     let deadline = Instant::now() + shared.cfg.handshake_timeout;
     let mut io = DeadlineStream::new(&stream, deadline);
-    let request = match hs::read_request(&mut io) {
+    let request = match hs::read_request_with(&mut io, &|t| shared.registry.is_waiting(t)) {
         Ok(r) => r,
         Err(e) => {
             log!(0, "{peer}: dropped: {e}");
@@ -351,7 +352,7 @@ fn handle_connection(
         }
     };
     match request {
-        Request::Join { token } => match shared.registry.reserve(token) {
+        Request::Join { token } => match shared.registry.reserve(token, peer.ip()) {
             Ok(slot) => {
                 if let Err(e) = hs::accept(&mut io, token, None) {
                     log!(0, "{peer}: join dropped: {e}");
@@ -421,7 +422,11 @@ fn primary(
 
     let joins = if cmd.is_multi_connection() {
         let secondaries = cmd.connection_count() - 1;
-        Some(shared.registry.register(secondaries, &mut fill_random))
+        Some(
+            shared
+                .registry
+                .register(secondaries, peer.ip(), &mut fill_random),
+        )
     } else {
         None
     };
@@ -475,7 +480,7 @@ fn primary(
 
     let id = shared.sessions_total.fetch_add(1, Ordering::Relaxed) + 1;
     log!(
-        0,
+        log::SESSION,
         "{peer}: session {id} start: {} {} conns={} auth={}{}",
         cmd.protocol.name(),
         cmd.direction.client_name(),
@@ -485,6 +490,7 @@ fn primary(
     );
     let connections = streams.len();
     let mut ticket = ticket;
+    ticket.started(id);
     let outcome = match udp {
         Some(prepared) => udp::run_session(
             prepared,

@@ -96,6 +96,9 @@ pub trait Ticket: Send {
         None
     }
 
+    /// Called once when the test starts running, with the session number the log shows.
+    fn started(&mut self, _id: usize) {}
+
     /// Called once per interval (and for the final partial one) with the bytes moved.
     fn interval(&mut self, _interval: &Interval<'_>) -> Verdict {
         Verdict::Continue

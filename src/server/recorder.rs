@@ -180,6 +180,10 @@ impl Ticket for RecordingTicket {
         self.inner.max_duration()
     }
 
+    fn started(&mut self, id: usize) {
+        self.inner.started(id);
+    }
+
     fn interval(&mut self, interval: &Interval<'_>) -> Verdict {
         self.tally.add(interval);
         self.inner.interval(interval)

@@ -3,16 +3,21 @@
 //! The primary registers a token *before* it writes the OK that announces it, then waits on a
 //! channel; each join with that token reserves a slot under the lock, answers its client, and
 //! hands its socket over the channel, which wakes the primary at once. Sessions are found by
-//! token only, never by peer address: two MikroTiks behind one NAT share an address.
+//! token only, never by peer address: two MikroTiks behind one NAT share an address. But a join
+//! is taken only from the primary's address, so a third party that learns or guesses a token
+//! cannot slip its own connection into someone else's test.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 struct Waiting<T> {
     remaining: usize,
+    /// The primary connection's address (IPv4-mapped IPv6 as IPv4): joins come from here.
+    primary_ip: IpAddr,
     joins: Sender<T>,
 }
 
@@ -37,6 +42,15 @@ pub enum JoinRefusal {
     UnknownToken(u16),
     /// The session already has all the connections it announced.
     Full(u16),
+    /// The join came from another address than the session's primary connection.
+    WrongAddress {
+        /// The session's token.
+        token: u16,
+        /// The primary's address.
+        primary: IpAddr,
+        /// The joining connection's address.
+        from: IpAddr,
+    },
 }
 
 impl fmt::Display for JoinRefusal {
@@ -44,6 +58,15 @@ impl fmt::Display for JoinRefusal {
         match self {
             JoinRefusal::UnknownToken(t) => write!(f, "join with unknown session token {t:#06x}"),
             JoinRefusal::Full(t) => write!(f, "join to session {t:#06x}, which is already full"),
+            JoinRefusal::WrongAddress {
+                token,
+                primary,
+                from,
+            } => write!(
+                f,
+                "join to session {token:#06x} from {from}, not from its primary's address \
+                 {primary}"
+            ),
         }
     }
 }
@@ -68,6 +91,7 @@ impl<T> Registry<T> {
     pub fn register(
         &self,
         secondaries: usize,
+        primary_ip: IpAddr,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> (u16, Receiver<T>) {
         let (tx, rx) = crossbeam_channel::bounded(secondaries.max(1));
@@ -84,18 +108,33 @@ impl<T> Registry<T> {
             token,
             Waiting {
                 remaining: secondaries,
+                primary_ip: primary_ip.to_canonical(),
                 joins: tx,
             },
         );
         (token, rx)
     }
 
-    /// Reserves a place in the session with `token`.
-    pub fn reserve(&self, token: u16) -> Result<Slot<T>, JoinRefusal> {
+    /// True when a session with `token` waits for joins: how a join of the older form (the
+    /// token, then the rest of the primary's command) is told from a command.
+    pub fn is_waiting(&self, token: u16) -> bool {
+        self.waiting.lock().contains_key(&token)
+    }
+
+    /// Reserves a place in the session with `token` for a connection from `from`.
+    pub fn reserve(&self, token: u16, from: IpAddr) -> Result<Slot<T>, JoinRefusal> {
         let mut waiting = self.waiting.lock();
         let entry = waiting
             .get_mut(&token)
             .ok_or(JoinRefusal::UnknownToken(token))?;
+        let from = from.to_canonical();
+        if from != entry.primary_ip {
+            return Err(JoinRefusal::WrongAddress {
+                token,
+                primary: entry.primary_ip,
+                from,
+            });
+        }
         if entry.remaining == 0 {
             return Err(JoinRefusal::Full(token));
         }
@@ -124,6 +163,28 @@ impl<T> Registry<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn joins_only_from_the_primarys_address() {
+        let reg: Registry<()> = Registry::default();
+        let (token, _rx) = reg.register(2, LOCAL, &mut |b| b.fill(0x42));
+        let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(
+            reg.reserve(token, other).err(),
+            Some(JoinRefusal::WrongAddress {
+                token,
+                primary: LOCAL,
+                from: other
+            })
+        );
+        // The same address over a dual-stack socket is the same address.
+        let mapped = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+        assert!(reg.reserve(token, mapped).is_ok());
+        assert!(reg.reserve(token, IpAddr::V6(Ipv6Addr::LOCALHOST)).is_err());
+    }
 
     #[test]
     fn tokens_are_unique_and_well_formed() {
@@ -134,8 +195,8 @@ mod tests {
             n = n.wrapping_add(1);
             b.fill(n);
         };
-        let (a, _ra) = reg.register(2, &mut counter);
-        let (b, _rb) = reg.register(2, &mut counter);
+        let (a, _ra) = reg.register(2, LOCAL, &mut counter);
+        let (b, _rb) = reg.register(2, LOCAL, &mut counter);
         assert_ne!(a, b);
         for t in [a, b] {
             assert!(t >> 8 >= 2 && t & 0xff >= 1, "{t:#06x}");
@@ -145,11 +206,15 @@ mod tests {
     #[test]
     fn full_and_unknown_are_refused() {
         let reg: Registry<()> = Registry::default();
-        let (token, _rx) = reg.register(1, &mut |b| b.fill(0x42));
-        assert!(reg.reserve(token).is_ok());
-        assert_eq!(reg.reserve(token).err(), Some(JoinRefusal::Full(token)));
+        let (token, _rx) = reg.register(1, LOCAL, &mut |b| b.fill(0x42));
+        assert!(reg.is_waiting(token));
+        assert!(reg.reserve(token, LOCAL).is_ok());
         assert_eq!(
-            reg.reserve(token ^ 1).err(),
+            reg.reserve(token, LOCAL).err(),
+            Some(JoinRefusal::Full(token))
+        );
+        assert_eq!(
+            reg.reserve(token ^ 1, LOCAL).err(),
             Some(JoinRefusal::UnknownToken(token ^ 1))
         );
         reg.remove(token);

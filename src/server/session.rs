@@ -119,7 +119,7 @@ pub(super) fn log_session_end(
 ) {
     let secs = outcome.elapsed.as_secs_f64();
     log!(
-        0,
+        crate::log::SESSION,
         "{peer}: session {id} end: {} {} conns={} auth={}{} tx={} rx={} bytes in {secs:.2} s \
          (tx {}, rx {}): {}",
         cmd.protocol.name(),

@@ -78,16 +78,30 @@ impl From<UdpError> for io::Error {
     }
 }
 
-/// The server's pool of UDP data ports.
+/// Ports in the pool: from the base upward, as far as allocation has always reached.
+pub const POOL_SPAN: usize = MAX_PORT_ATTEMPTS;
+
+/// The server's pool of UDP data ports, handed out round robin: each allocation starts after
+/// the port handed out last, so a port comes back only after the rest of the pool. A port
+/// reused at once could receive a stray datagram of the test before it, which would start the
+/// new test's sequence tracking at a foreign number and read as reordering.
 pub struct UdpPorts {
     base: u16,
-    in_use: Arc<Mutex<BTreeSet<u16>>>,
+    span: usize,
+    pool: Arc<Mutex<Pool>>,
+}
+
+#[derive(Default)]
+struct Pool {
+    in_use: BTreeSet<u16>,
+    /// Where the next search starts.
+    next: usize,
 }
 
 /// A port taken from the pool; gives it back when dropped.
 pub struct PortGuard {
     port: u16,
-    in_use: Arc<Mutex<BTreeSet<u16>>>,
+    pool: Arc<Mutex<Pool>>,
 }
 
 impl PortGuard {
@@ -99,49 +113,66 @@ impl PortGuard {
 
 impl Drop for PortGuard {
     fn drop(&mut self) {
-        self.in_use.lock().remove(&self.port);
+        self.pool.lock().in_use.remove(&self.port);
     }
 }
 
 impl UdpPorts {
-    /// A pool starting at `base`.
+    /// A pool of [`POOL_SPAN`] ports starting at `base`.
     pub fn new(base: u16) -> UdpPorts {
+        UdpPorts::with_span(base, POOL_SPAN)
+    }
+
+    /// A pool of `span` ports starting at `base`.
+    pub fn with_span(base: u16, span: usize) -> UdpPorts {
+        let base = base.max(1);
         UdpPorts {
             base,
-            in_use: Arc::default(),
+            span: span.max(1),
+            pool: Arc::new(Mutex::new(Pool {
+                in_use: BTreeSet::new(),
+                next: usize::from(base),
+            })),
         }
     }
 
     /// Ports held by running sessions.
     pub fn in_use(&self) -> Vec<u16> {
-        self.in_use.lock().iter().copied().collect()
+        self.pool.lock().in_use.iter().copied().collect()
     }
 
-    /// Binds the lowest port from the base that no session of ours holds and the OS lets us
-    /// bind on `ip`, such that the client's ports (ours + 256 .. + 256 + streams) exist too.
+    /// Binds the next port of the pool, round robin from the one after the last handed out,
+    /// that no session of ours holds and the OS lets us bind on `ip`, such that the client's
+    /// ports (ours + 256 .. + 256 + streams) exist too.
     pub fn allocate(&self, ip: IpAddr, streams: usize) -> Result<(UdpSocket, PortGuard), UdpError> {
         let max_port = usize::from(u16::MAX)
             .saturating_sub(usize::from(CLIENT_UDP_PORT_OFFSET))
             .saturating_sub(streams.saturating_sub(1));
-        let mut set = self.in_use.lock();
+        let first = usize::from(self.base);
+        let end = first.saturating_add(self.span).min(max_port + 1);
+        let len = end.saturating_sub(first);
+        let mut pool = self.pool.lock();
+        let start = pool.next.saturating_sub(first) % len.max(1);
         let mut last = None;
         let mut attempts = 0;
-        let mut port = usize::from(self.base.max(1));
-        while attempts < MAX_PORT_ATTEMPTS && port <= max_port {
-            let p = u16::try_from(port).unwrap_or(u16::MAX);
-            port += 1;
-            if set.contains(&p) {
+        for i in 0..len {
+            if attempts >= MAX_PORT_ATTEMPTS {
+                break;
+            }
+            let p = u16::try_from(first + (start + i) % len).unwrap_or(u16::MAX);
+            if pool.in_use.contains(&p) {
                 continue;
             }
             attempts += 1;
             match UdpSocket::bind(SocketAddr::new(ip, p)) {
                 Ok(sock) => {
-                    set.insert(p);
+                    pool.in_use.insert(p);
+                    pool.next = usize::from(p) + 1;
                     return Ok((
                         sock,
                         PortGuard {
                             port: p,
-                            in_use: self.in_use.clone(),
+                            pool: self.pool.clone(),
                         },
                     ));
                 }
@@ -294,7 +325,30 @@ mod tests {
         drop(_a);
         assert_eq!(pool.in_use(), vec![gb.port()]);
         let (_c, gc) = pool.allocate(ip, 1).unwrap();
-        assert_eq!(gc.port(), first, "the lowest free port is reused");
+        assert_ne!(gc.port(), first, "a freed port is not reused at once");
+        assert_eq!(gc.port(), gb.port() + 1, "round robin");
+    }
+
+    #[test]
+    fn round_robin_wraps_and_skips_busy_ports() {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let base = probe.local_addr().unwrap().port();
+        drop(probe);
+        let pool = UdpPorts::with_span(base, 3);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let (sa, ga) = pool.allocate(ip, 1).unwrap();
+        let (sb, gb) = pool.allocate(ip, 1).unwrap();
+        assert_eq!((ga.port(), gb.port()), (base, base + 1));
+        drop((sb, gb));
+        let (_c, gc) = pool.allocate(ip, 1).unwrap();
+        assert_eq!(gc.port(), base + 2);
+        // base is still held, base + 1 was freed: the search wraps and skips the busy one.
+        let (_d, gd) = pool.allocate(ip, 1).unwrap();
+        assert_eq!(gd.port(), base + 1);
+        assert!(matches!(pool.allocate(ip, 1), Err(UdpError::NoPort { .. })));
+        drop((sa, ga));
+        let (_e, ge) = pool.allocate(ip, 1).unwrap();
+        assert_eq!(ge.port(), base);
     }
 
     #[test]

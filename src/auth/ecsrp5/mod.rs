@@ -163,8 +163,9 @@ pub enum EcSrp5Error {
     },
     /// Client: the server's proof did not match; it does not know our password.
     ServerProofMismatch,
-    /// Client: the server closed the connection instead of sending this message, which is how
-    /// a server reports a wrong password or an unknown user.
+    /// Client: the server closed the connection, or sent an empty frame (`00`, also the start
+    /// of `00 00 00 00`), instead of sending this message: how a server reports a wrong
+    /// password or an unknown user.
     Rejected {
         /// The message that never came.
         before: Msg,
@@ -263,8 +264,8 @@ impl fmt::Display for EcSrp5Error {
             ),
             EcSrp5Error::Rejected { before } => write!(
                 f,
-                "EC-SRP5: the server closed the connection instead of sending {before}: wrong \
-                 user name or password"
+                "EC-SRP5 authentication failed: the server sent no {before} (it closed the \
+                 connection or sent an empty frame): wrong user name or password"
             ),
             EcSrp5Error::ClientGone { before } => write!(
                 f,
@@ -391,7 +392,10 @@ pub fn client_handshake<S: Read + Write>(
     let session: Session = srp::client_proof(user, password, &key, &server_key, &salt)?;
     write_frame(stream, &session.client_cc)?;
 
+    // A server that refuses our proof closes, or sends an empty frame (a lone `00`, which is
+    // also how `00 00 00 00`, the MD5 refusal, reads here): all three are a wrong password.
     let msg4 = read_frame(stream, &mut buf, Msg::Msg4)?
+        .filter(|m| !m.is_empty())
         .ok_or(EcSrp5Error::Rejected { before: Msg::Msg4 })?;
     srp::client_verify_msg4(&session, msg4)
 }
