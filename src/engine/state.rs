@@ -189,6 +189,11 @@ impl TestState {
         counters
     }
 
+    /// Number of streams registered so far: the position the next one's counters get.
+    pub fn stream_count(&self) -> usize {
+        self.streams.lock().len()
+    }
+
     /// Snapshot of every stream's interval counters, in registration order.
     pub fn take_streams(&self, out: &mut Vec<StreamSnapshot>) {
         out.clear();

@@ -352,6 +352,7 @@ mod tests {
             lost: 0,
             per_stream: vec![(300, 15), (150, 0)],
             tcp: None,
+            unacknowledged: 0,
         };
         let mut w = JsonWriter::new();
         write_end(&mut w, &tally, &outcome, sides, 2);
