@@ -120,11 +120,22 @@ impl TextOutput {
     pub fn summary(&self, tally: &Tally, report: &Report) {
         let mut out = io::stdout().lock();
         for &dir in &self.directions {
-            let bytes = match dir {
-                Dir::Tx => tally.tx_bytes,
-                Dir::Rx => tally.rx_bytes,
+            let (bytes, peer) = match dir {
+                Dir::Tx => (tally.tx_bytes, report.peer_received),
+                Dir::Rx => (tally.rx_bytes, None),
             };
-            let _ = writeln!(out, "{}", text::summary_line(dir, bytes, tally.elapsed));
+            let line = match peer {
+                Some(got) => text::summary_line_with_peer(bytes, tally.elapsed, got),
+                None => text::summary_line(dir, bytes, tally.elapsed),
+            };
+            let _ = writeln!(out, "{line}");
+            let unacked = report.outcome.unacknowledged;
+            if let Some(note) = peer
+                .filter(|_| self.verbose)
+                .and_then(|got| text::peer_difference_note(bytes, got, unacked, self.udp))
+            {
+                let _ = writeln!(out, "{note}");
+            }
         }
         if let Some(t) = report.outcome.tcp.filter(|_| self.verbose) {
             let _ = writeln!(
@@ -238,6 +249,7 @@ impl ClientOutput {
                     &report.outcome,
                     self.sides,
                     report.connections,
+                    report.peer_received,
                 );
                 w.end_object();
                 print_line(&w.finish());

@@ -144,6 +144,8 @@ pub struct TestState {
     remote_cpu: AtomicU8,
     remote_seq: AtomicU32,
     remote_bytes_received: AtomicU64,
+    /// Sum of the byte counts in every status message the peer sent: its view of our sending.
+    remote_bytes_total: AtomicU64,
     remote_reports: AtomicU64,
     /// Status for the primary connection's transmitter to insert (TCP, server sending).
     pub status_slot: StatusSlot,
@@ -162,6 +164,7 @@ impl TestState {
             remote_cpu: AtomicU8::new(CPU_UNKNOWN),
             remote_seq: AtomicU32::new(0),
             remote_bytes_received: AtomicU64::new(0),
+            remote_bytes_total: AtomicU64::new(0),
             remote_reports: AtomicU64::new(0),
             status_slot: StatusSlot::default(),
         })
@@ -220,6 +223,8 @@ impl TestState {
         self.remote_cpu.store(msg.cpu, Ordering::Relaxed);
         self.remote_bytes_received
             .store(u64::from(msg.bytes_received), Ordering::Relaxed);
+        self.remote_bytes_total
+            .fetch_add(u64::from(msg.bytes_received), Ordering::Relaxed);
         self.remote_reports.fetch_add(1, Ordering::Relaxed);
         if self.feedback
             && let Some(total) = crate::proto::rate::adapted_rate_bps(msg.bytes_received)
@@ -243,6 +248,14 @@ impl TestState {
             self.remote_bytes_received.load(Ordering::Relaxed),
             self.remote_reports.load(Ordering::Relaxed),
         )
+    }
+
+    /// What the peer said it received over the whole test (the sum of its reports); `None`
+    /// when it sent none. The peer reports once a second, so bytes it received after its last
+    /// report are not in this.
+    pub fn remote_received_total(&self) -> Option<u64> {
+        (self.remote_reports.load(Ordering::Relaxed) > 0)
+            .then(|| self.remote_bytes_total.load(Ordering::Relaxed))
     }
 }
 
@@ -274,7 +287,10 @@ mod tests {
             seq: 1,
             bytes_received: 1000,
         };
+        assert_eq!(free.remote_received_total(), None);
         assert!(free.on_remote_status(msg));
+        assert!(free.on_remote_status(StatusMessage { seq: 2, ..msg }));
+        assert_eq!(free.remote_received_total(), Some(2000));
         assert_eq!(free.tx_rate_bps(), 12_000);
         assert_eq!(free.remote_cpu(), Some(5));
 
