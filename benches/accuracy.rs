@@ -11,8 +11,8 @@ use shaped_link::Link;
 
 const BTEST: &str = env!("CARGO_BIN_EXE_btest");
 
-/// The rate on the `[ avg]` line of `dir` in the client's text output, bit/s.
-fn summary_bps(stdout: &str, dir: &str) -> Option<f64> {
+/// The rate (bit/s) and bytes on the `[ avg]` line of `dir` in the client's text output.
+fn summary(stdout: &str, dir: &str) -> Option<(f64, u64)> {
     let line = stdout
         .lines()
         .find(|l| l.starts_with("[ avg]") && l.split_whitespace().nth(2) == Some(dir))?;
@@ -24,11 +24,15 @@ fn summary_bps(stdout: &str, dir: &str) -> Option<f64> {
         "Kbps" => 1e3,
         _ => 1.0,
     };
-    Some(value * unit)
+    let bytes = words.next()?.trim_start_matches('(').parse().ok()?;
+    Some((value * unit, bytes))
 }
 
-/// One 20-connection test; `send` = the client transmits. Returns (reported, received) bit/s.
-fn run(send: bool, secs: &str) -> Result<(f64, f64), String> {
+/// One 20-connection test; `send` = the client transmits. Returns the reported and the
+/// received rate (bit/s) and the error in percent: in rate when the client sends (the server
+/// goes on receiving what was on its way at the stop), in bytes when it receives (its stop
+/// ends both counts, while the server's clock starts and stops a little apart from ours).
+fn run(send: bool, secs: &str) -> Result<(f64, f64, f64), String> {
     let link = Link::new(if send { "bs" } else { "br" })?;
     let server = link.server(BTEST, &[]);
     let dir = if send { "-t" } else { "-r" };
@@ -36,12 +40,15 @@ fn run(send: bool, secs: &str) -> Result<(f64, f64), String> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let (server_tx, server_rx, server_secs) = server.session_end(1);
     let server_bps = |bytes: u64| bytes as f64 * 8.0 / server_secs.max(1e-3);
+    let pct = |ours: f64, theirs: f64| (ours - theirs) * 100.0 / theirs;
     if send {
-        let reported = summary_bps(&stdout, "TX").ok_or("no TX summary")?;
-        Ok((reported, server_bps(server_rx)))
+        let (reported, _) = summary(&stdout, "TX").ok_or("no TX summary")?;
+        let received = server_bps(server_rx);
+        Ok((reported, received, pct(reported, received)))
     } else {
-        let received = summary_bps(&stdout, "RX").ok_or("no RX summary")?;
-        Ok((server_bps(server_tx), received))
+        let (received, got) = summary(&stdout, "RX").ok_or("no RX summary")?;
+        let off = pct(server_tx as f64, got as f64);
+        Ok((server_bps(server_tx), received, off))
     }
 }
 
@@ -55,7 +62,7 @@ fn main() {
         ("accuracy_tcp_recv_20conn_pct", false),
     ] {
         match run(send, &secs) {
-            Ok((reported, received)) => {
+            Ok((reported, received, pct)) => {
                 println!(
                     "# {name}: reported {:.2} Mbit/s, receiver counted {:.2} Mbit/s, link \
                      payload capacity {:.2} Mbit/s",
@@ -63,7 +70,6 @@ fn main() {
                     received / 1e6,
                     shaped_link::TCP_CAPACITY_BPS / 1e6
                 );
-                let pct = (reported - received) * 100.0 / received;
                 println!("bench={name} value={pct:.2} unit=%");
             }
             Err(e) => println!("# {name}: skipped: {e}"),

@@ -32,6 +32,8 @@ struct Sender {
     written: u64,
     /// Acknowledged bytes already reported in earlier intervals.
     reported: u64,
+    /// `tcpi_bytes_acked` read at the instant the test stopped, for the final interval.
+    frozen: Option<u64>,
 }
 
 impl Sender {
@@ -40,7 +42,10 @@ impl Sender {
     /// low for one interval (never high), and the next interval makes it up.
     fn acked(&self) -> u64 {
         let acked = match self.base {
-            Some(base) => bytes_acked(self.fd).map(|now| now.saturating_sub(base)),
+            Some(base) => self
+                .frozen
+                .or_else(|| bytes_acked(self.fd))
+                .map(|now| now.saturating_sub(base)),
             None => unacked_bytes(self.fd).map(|q| self.written.saturating_sub(q)),
         };
         acked.unwrap_or(self.written).min(self.written)
@@ -65,7 +70,20 @@ impl AckMeter {
             base: bytes_acked(fd),
             written: 0,
             reported: 0,
+            frozen: None,
         });
+    }
+
+    /// Notes how far each connection was acknowledged at the instant the test stopped, so the
+    /// final interval ends there too: what the kernel still sends while the threads are being
+    /// stopped and joined is not counted. Only where `tcpi_bytes_acked` exists; the other
+    /// sources need the written total, which is final only once the threads are joined.
+    pub fn freeze(&mut self) {
+        for sender in &mut self.senders {
+            if sender.base.is_some() {
+                sender.frozen = bytes_acked(sender.fd);
+            }
+        }
     }
 
     /// Replaces the written bytes in this interval's snapshots of the senders with the bytes
@@ -113,15 +131,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unread_bytes_are_reported_once_taken() {
-        let (mut client, mut server) = pair();
-        let mut meter = AckMeter::default();
-        meter.add(1, &client);
+    /// Writes until the buffers are full: the rest waits in our send buffer, unacknowledged.
+    fn fill(client: &mut TcpStream) -> u64 {
         client.set_nonblocking(true).unwrap();
         let chunk = [1u8; 64 * 1024];
         let mut written = 0u64;
-        // Until the buffers are full: the rest waits in our send buffer, unacknowledged.
         for _ in 0..1024 {
             match client.write(&chunk) {
                 Ok(n) => written += n as u64,
@@ -129,6 +143,15 @@ mod tests {
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+        written
+    }
+
+    #[test]
+    fn unread_bytes_are_reported_once_taken() {
+        let (mut client, mut server) = pair();
+        let mut meter = AckMeter::default();
+        meter.add(1, &client);
+        let written = fill(&mut client);
         let mut snaps = [snap(7), snap(written)];
         meter.apply(&mut snaps);
         assert_eq!(snaps[0].tx_bytes, 7, "not a sender: untouched");
@@ -146,5 +169,22 @@ mod tests {
         meter.apply(&mut snaps);
         assert_eq!(first + snaps[1].tx_bytes, written, "all reported once read");
         assert_eq!(meter.unacknowledged(), 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn what_is_acknowledged_after_the_stop_is_not_counted() {
+        let (mut client, mut server) = pair();
+        let mut meter = AckMeter::default();
+        meter.add(0, &client);
+        let written = fill(&mut client);
+        meter.freeze();
+        let mut got = vec![0u8; usize::try_from(written).unwrap()];
+        server.read_exact(&mut got).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut snaps = [snap(written)];
+        meter.apply(&mut snaps);
+        assert!(snaps[0].tx_bytes < written, "counted past the stop");
+        assert_eq!(meter.unacknowledged(), written - snaps[0].tx_bytes);
     }
 }

@@ -374,6 +374,7 @@ impl Session {
         let end = Instant::now();
         // Sampled before the shutdown below resets the connections' state.
         let final_tcp = self.latency.sample();
+        self.acked.freeze();
         self.state.stop();
         for socket in &self.sockets {
             let _ = socket.shutdown(Shutdown::Both);
@@ -387,8 +388,8 @@ impl Session {
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
-        // Every write is in the counters now; what the peer has not acknowledged by this
-        // sample is not reported as sent.
+        // Every write is in the counters now; what the peer had not acknowledged when the
+        // test stopped (frozen above, or by this sample) is not reported as sent.
         self.state.take_streams(&mut snapshots);
         self.acked.apply(&mut snapshots);
         let final_duration = end - last_tick;
