@@ -5,6 +5,11 @@
 //!
 //! The cases run one at a time (a lock), each on its own namespace pair, so they never share
 //! the link or the CPU with each other. Each takes about 5 s.
+//!
+//! A TCP case whose only failure is a rate more than 10 % below capacity runs once more: on a
+//! loaded machine the processes can be starved (seen here: a tick 200 ms late and the link
+//! 20 % idle for a second), which leaves the link idle but the counts in agreement. A count
+//! that disagrees with the receiver or exceeds the link fails at once.
 
 mod common;
 #[path = "common/shaped_link.rs"]
@@ -26,6 +31,12 @@ fn mbps(bps: f64) -> String {
     format!("{:.2} Mbit/s", bps / 1e6)
 }
 
+/// A check that failed; `idle` when only the link went unused (a rate too low).
+struct Failure {
+    idle: bool,
+    why: String,
+}
+
 /// A sender's report against the link and against what the receiving side counted.
 ///
 /// `reported` and `received` are rates, each over its own end's measuring window. Where the
@@ -41,7 +52,7 @@ fn check_rate(
     reported: f64,
     received: f64,
     bytes: Option<(u64, u64)>,
-    failures: &mut Vec<String>,
+    failures: &mut Vec<Failure>,
 ) {
     let cap = TCP_CAPACITY_BPS;
     let (ours, theirs) = match bytes {
@@ -62,26 +73,48 @@ fn check_rate(
     );
     for (whose, v) in [("reported", reported), ("received", received)] {
         if !(cap * 0.90..=cap * 1.01).contains(&v) {
-            failures.push(format!(
+            let idle = v < cap * 0.90;
+            let why = format!(
                 "{what}: {whose} {} outside +1 %/-10 % of {}",
                 mbps(v),
                 mbps(cap)
-            ));
+            );
+            failures.push(Failure { idle, why });
         }
     }
     if off_pct.abs() > 2.0 {
-        failures.push(format!(
-            "{what}: the sender's count is {off_pct:+.2} % from the receiver's"
-        ));
+        failures.push(Failure {
+            idle: false,
+            why: format!("{what}: the sender's count is {off_pct:+.2} % from the receiver's"),
+        });
     }
 }
 
 /// Runs one TCP test (`dir` is `-t`, `-r` or both) and checks each direction.
 fn tcp_case(tag: &str, dir: &[&str], connections: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(link) = Link::or_skip(tag) else {
-        return;
-    };
+    let mut earlier = Vec::new();
+    for attempt in 1..=2 {
+        let Some(link) = Link::or_skip(tag) else {
+            return;
+        };
+        let failures = tcp_attempt(&link, tag, dir, connections);
+        if failures.is_empty() {
+            return;
+        }
+        let idle_only = failures.iter().all(|f| f.idle);
+        let text: Vec<String> = failures.into_iter().map(|f| f.why).collect();
+        earlier.push(format!("attempt {attempt}:\n{}", text.join("\n")));
+        if !idle_only {
+            break;
+        }
+        eprintln!("{tag}: the link went partly unused (a loaded machine?); once more");
+    }
+    panic!("{}", earlier.join("\n"));
+}
+
+/// One run of a TCP case on a fresh link; what failed.
+fn tcp_attempt(link: &Link, tag: &str, dir: &[&str], connections: &str) -> Vec<Failure> {
     let server = link.server(BTEST, &[]);
     let mut args = dir.to_vec();
     args.extend_from_slice(&["--connections", connections, "-d", SECS, "-q"]);
@@ -115,7 +148,7 @@ fn tcp_case(tag: &str, dir: &[&str], connections: &str) {
         "no summary: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    failures
 }
 
 #[test]
