@@ -134,43 +134,6 @@ pub fn summary_line_with_peer(bytes: u64, elapsed: Duration, peer_got: u64) -> S
     line
 }
 
-/// Sent and the peer's count differing by more than this (percent of sent) gets a note.
-pub const PEER_DIFFERENCE_PCT: f64 = 2.0;
-
-/// Why what we sent and what the peer said it got differ, when they differ by more than
-/// [`PEER_DIFFERENCE_PCT`] (`-v`); `unacked` is what our TCP senders wrote but never saw
-/// acknowledged, `udp` whether datagrams can be lost.
-pub fn peer_difference_note(sent: u64, peer_got: u64, unacked: u64, udp: bool) -> Option<String> {
-    if sent == 0 {
-        return None;
-    }
-    let pct = (peer_got as f64 - sent as f64) * 100.0 / sent as f64;
-    if pct.abs() <= PEER_DIFFERENCE_PCT {
-        return None;
-    }
-    let why = if pct < 0.0 {
-        let lost = if udp {
-            "datagrams lost on the way never reach it, and "
-        } else {
-            ""
-        };
-        format!(
-            "{lost}the peer reports once a second, so what it received after its last report \
-             (and reports still on the way at the end) is not in its count"
-        )
-    } else {
-        format!(
-            "the peer also counts what it received after we stopped counting: {unacked} bytes \
-             were not yet acknowledged when the test stopped, so not counted as sent"
-        )
-    };
-    Some(format!(
-        "[ avg] peer got {:.1} % {} than we sent: {why}",
-        pct.abs(),
-        if pct < 0.0 { "less" } else { "more" }
-    ))
-}
-
 /// Local wall-clock time for `--timestamps`, `hh:mm:ss`.
 pub fn clock_prefix() -> String {
     crate::sys::clock::local_now().time_of_day()
@@ -201,19 +164,6 @@ mod tests {
         assert_eq!(
             line,
             "[ avg]  TX  95.11 Mbps (71330000 bytes in 6.00 s; peer got 71290000)"
-        );
-    }
-
-    #[test]
-    fn peer_difference_is_explained_beyond_two_percent() {
-        assert_eq!(peer_difference_note(1000, 981, 0, false), None);
-        assert_eq!(peer_difference_note(0, 5, 0, false), None);
-        let less = peer_difference_note(1000, 900, 0, true).unwrap();
-        assert!(less.starts_with("[ avg] peer got 10.0 % less than we sent: datagrams lost"));
-        let more = peer_difference_note(1000, 1100, 77, false).unwrap();
-        assert!(
-            more.contains("10.0 % more") && more.contains("77 bytes"),
-            "{more}"
         );
     }
 
