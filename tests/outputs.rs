@@ -192,6 +192,12 @@ fn json_document_parses_and_its_totals_are_the_sum_of_intervals() {
     assert!(end["tcp"]["retransmits"].is_u64());
     assert!(end["tcp"]["rtt_us"]["max"].as_u64() >= end["tcp"]["rtt_us"]["min"].as_u64());
     assert_eq!(end["streams"].as_array().map(Vec::len), Some(2));
+    // Both ends' views: ours of what we sent and received, the peer's of what it got from us.
+    assert_eq!(end["tx"]["sent"], end["tx"]["bytes"]);
+    assert!(end["tx"]["received"].is_u64() || end["tx"]["received"].is_null());
+    assert!(end["rx"]["sent"].is_null());
+    assert_eq!(end["rx"]["received"], end["rx"]["bytes"]);
+    assert!(end["tx_unacknowledged"].is_u64());
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
 
@@ -260,6 +266,12 @@ fn quiet_keeps_the_summary_and_verbose_adds_rtt_without_leaking_the_password() {
         "{stdout}"
     );
     assert!(stdout.contains("[ avg] rtt "), "{stdout}");
+    // The server receives and reports what it got once a second: the summary shows it.
+    let tx_summary = stdout.lines().find(|l| l.starts_with("[ avg]  TX  "));
+    let peer_got = tx_summary
+        .and_then(|l| l.split_once("; peer got "))
+        .and_then(|(_, n)| n.trim_end_matches(')').parse::<u64>().ok());
+    assert!(peer_got.is_some_and(|n| n > 0), "{stdout}");
     // The grammar of the rate lines is unchanged: they still parse and add up.
     assert_consistent(&parse(&out.stdout), "TX");
     assert!(err.contains("connected to"), "{err}");

@@ -166,6 +166,11 @@ pub struct Report {
     pub connections: usize,
     /// The peer's last CPU report.
     pub remote_cpu: Option<u8>,
+    /// Bytes the peer said it received from us, summed over its status messages; `None` when
+    /// it sent none (a TCP server that only transmits).
+    pub peer_received: Option<u64>,
+    /// How many status messages that sum is made of (one per interval of the peer's).
+    pub peer_reports: u64,
 }
 
 /// Runs one test; `on_interval` sees every interval, `stop` ends the test early (Ctrl-C).
@@ -317,6 +322,8 @@ fn run_tcp(started: Started<'_>, hooks: Hooks<'_>) -> Result<Report, ClientError
         auth: established.auth,
         connections,
         remote_cpu: state.remote_cpu(),
+        peer_received: state.remote_received_total(),
+        peer_reports: state.remote_received().1,
     })
 }
 

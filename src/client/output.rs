@@ -17,6 +17,7 @@ use crate::engine::Interval;
 use crate::proto::{Direction, Payload, Protocol};
 use crate::report::csv::{CsvRow, CsvSink};
 use crate::report::json::JsonWriter;
+use crate::report::peer::{self, PeerView};
 use crate::report::result::{self, Sides, StartInfo, Tally};
 use crate::report::text::{self, Dir, Extras};
 
@@ -116,15 +117,37 @@ impl TextOutput {
     }
 
     /// Prints the summary: one line per direction over the whole test, and with `-v` the TCP
-    /// latency under load.
-    pub fn summary(&self, tally: &Tally, report: &Report) {
+    /// latency under load. `tx_after` holds what we had sent after each interval.
+    pub fn summary(&self, tally: &Tally, report: &Report, tx_after: &[u64]) {
         let mut out = io::stdout().lock();
         for &dir in &self.directions {
-            let bytes = match dir {
-                Dir::Tx => tally.tx_bytes,
-                Dir::Rx => tally.rx_bytes,
+            let (bytes, peer) = match dir {
+                Dir::Tx => (tally.tx_bytes, report.peer_received),
+                Dir::Rx => (tally.rx_bytes, None),
             };
-            let _ = writeln!(out, "{}", text::summary_line(dir, bytes, tally.elapsed));
+            let line = match peer {
+                Some(got) => text::summary_line_with_peer(bytes, tally.elapsed, got),
+                None => text::summary_line(dir, bytes, tally.elapsed),
+            };
+            let _ = writeln!(out, "{line}");
+            let reports = report.peer_reports;
+            let view = |got| PeerView {
+                sent: bytes,
+                peer_got: got,
+                reports,
+                sent_in_reported: usize::try_from(reports)
+                    .ok()
+                    .filter(|&k| k > 0 && k < tx_after.len())
+                    .and_then(|k| tx_after.get(k - 1).copied()),
+                unacked: report.outcome.unacknowledged,
+                udp: self.udp,
+            };
+            if let Some(note) = peer
+                .filter(|_| self.verbose)
+                .and_then(|got| peer::difference_note(&view(got)))
+            {
+                let _ = writeln!(out, "{note}");
+            }
         }
         if let Some(t) = report.outcome.tcp.filter(|_| self.verbose) {
             let _ = writeln!(
@@ -157,6 +180,8 @@ pub struct ClientOutput {
     format: Format,
     text: TextOutput,
     tally: Tally,
+    /// What we had sent after each interval, for telling the peer's lag from a difference.
+    tx_after: Vec<u64>,
     sides: Sides,
     start: StartInfo,
     /// `--json`: each interval rendered when it happens, assembled at the end.
@@ -175,6 +200,7 @@ impl ClientOutput {
                 .with_timestamps(opts.timestamps)
                 .with_verbose(opts.verbose),
             tally: Tally::default(),
+            tx_after: Vec::new(),
             sides: Sides {
                 tx: cfg.direction.client_tx(),
                 rx: cfg.direction.client_rx(),
@@ -190,6 +216,7 @@ impl ClientOutput {
     pub fn interval(&mut self, iv: &Interval<'_>) {
         let offset = self.tally.elapsed;
         self.tally.add(iv);
+        self.tx_after.push(self.tally.tx_bytes);
         match self.format {
             Format::Text => self.text.interval(iv),
             Format::Json => {
@@ -215,7 +242,7 @@ impl ClientOutput {
     pub fn finish(&mut self, report: &Report) -> io::Result<()> {
         let auth = report.auth.name();
         match self.format {
-            Format::Text => self.text.summary(&self.tally, report),
+            Format::Text => self.text.summary(&self.tally, report, &self.tx_after),
             Format::Json | Format::JsonLines => {
                 let mut w = JsonWriter::new();
                 w.begin_object();
@@ -238,6 +265,7 @@ impl ClientOutput {
                     &report.outcome,
                     self.sides,
                     report.connections,
+                    report.peer_received,
                 );
                 w.end_object();
                 print_line(&w.finish());

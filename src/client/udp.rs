@@ -156,6 +156,8 @@ pub(super) fn run(started: Started<'_>, hooks: Hooks<'_>) -> Result<Report, Clie
         auth: established.auth,
         connections: streams,
         remote_cpu: state.remote_cpu(),
+        peer_received: state.remote_received_total(),
+        peer_reports: state.remote_received().1,
     })
 }
 

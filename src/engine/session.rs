@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::acked::AckMeter;
 use super::latency::{LatencyProbe, TcpLatency};
 use super::state::{StreamSnapshot, TestState};
 use super::tcp::{self, ReceivePlan, SendPlan};
@@ -162,6 +163,9 @@ pub struct Outcome {
     pub per_stream: Vec<(u64, u64)>,
     /// RTT min/avg/max over every sample and total retransmissions (TCP tests).
     pub tcp: Option<TcpLatency>,
+    /// Bytes TCP senders wrote that the peer had not acknowledged when the test ended: left
+    /// out of `tx_bytes`, since they had not crossed the link.
+    pub unacknowledged: u64,
 }
 
 struct Ended {
@@ -180,6 +184,7 @@ pub struct Session {
     threads: Vec<JoinHandle<()>>,
     connections: usize,
     latency: LatencyProbe,
+    acked: AckMeter,
 }
 
 impl Session {
@@ -196,6 +201,7 @@ impl Session {
             threads: Vec::new(),
             connections: 0,
             latency: LatencyProbe::default(),
+            acked: AckMeter::default(),
         }
     }
 
@@ -269,8 +275,12 @@ impl Session {
         stream.set_read_timeout(Some(RECV_TIMEOUT))?;
         stream.set_write_timeout(Some(SEND_TIMEOUT))?;
         self.track_socket(&stream)?;
+        let position = self.state.stream_count();
         if let Some(tracked) = self.sockets.last() {
             self.latency.add(tracked);
+            if send.is_some() {
+                self.acked.add(position, tracked);
+            }
         }
         let counters = self.state.add_stream(send.is_some());
         if let Some(plan) = send {
@@ -340,6 +350,7 @@ impl Session {
                         let duration = now - last_tick;
                         last_tick = now;
                         self.state.take_streams(&mut snapshots);
+                        self.acked.apply(&mut snapshots);
                         let local_cpu = (opts.cpu)();
                         let mut interval = totals.interval(index, duration, &snapshots, local_cpu,
                             self.state.remote_cpu(), false);
@@ -363,6 +374,7 @@ impl Session {
         let end = Instant::now();
         // Sampled before the shutdown below resets the connections' state.
         let final_tcp = self.latency.sample();
+        self.acked.freeze();
         self.state.stop();
         for socket in &self.sockets {
             let _ = socket.shutdown(Shutdown::Both);
@@ -376,7 +388,10 @@ impl Session {
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
+        // Every write is in the counters now; what the peer had not acknowledged when the
+        // test stopped (frozen above, or by this sample) is not reported as sent.
         self.state.take_streams(&mut snapshots);
+        self.acked.apply(&mut snapshots);
         let final_duration = end - last_tick;
         let has_bytes = snapshots.iter().any(|s| s.tx_bytes + s.rx_bytes > 0);
         if has_bytes && !final_duration.is_zero() {
@@ -400,6 +415,7 @@ impl Session {
             lost: totals.lost,
             per_stream: totals.per_stream,
             tcp: self.latency.test_total(),
+            unacknowledged: self.acked.unacknowledged(),
         }
     }
 }

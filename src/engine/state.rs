@@ -151,6 +151,8 @@ pub struct TestState {
     /// Set by UDP receivers when data arrives; the control reader takes it as a sign of life.
     data_seen: AtomicBool,
     remote_bytes_received: AtomicU64,
+    /// Sum of the byte counts in every status message the peer sent: its view of our sending.
+    remote_bytes_total: AtomicU64,
     remote_reports: AtomicU64,
     /// Status for the primary connection's transmitter to insert (TCP, server sending).
     pub status_slot: StatusSlot,
@@ -170,6 +172,7 @@ impl TestState {
             remote_seq: Mutex::new(SeqGate::default()),
             data_seen: AtomicBool::new(false),
             remote_bytes_received: AtomicU64::new(0),
+            remote_bytes_total: AtomicU64::new(0),
             remote_reports: AtomicU64::new(0),
             status_slot: StatusSlot::default(),
         })
@@ -195,6 +198,11 @@ impl TestState {
             self.tx_streams.fetch_add(1, Ordering::Relaxed);
         }
         counters
+    }
+
+    /// Number of streams registered so far: the position the next one's counters get.
+    pub fn stream_count(&self) -> usize {
+        self.streams.lock().len()
     }
 
     /// Snapshot of every stream's interval counters, in registration order.
@@ -226,6 +234,8 @@ impl TestState {
         self.remote_cpu.store(msg.cpu, Ordering::Relaxed);
         self.remote_bytes_received
             .store(u64::from(msg.bytes_received), Ordering::Relaxed);
+        self.remote_bytes_total
+            .fetch_add(u64::from(msg.bytes_received), Ordering::Relaxed);
         self.remote_reports.fetch_add(1, Ordering::Relaxed);
         if self.feedback
             && let Some(total) = crate::proto::rate::adapted_rate_bps(msg.bytes_received)
@@ -264,6 +274,14 @@ impl TestState {
             self.remote_reports.load(Ordering::Relaxed),
         )
     }
+
+    /// What the peer said it received over the whole test (the sum of its reports); `None`
+    /// when it sent none. The peer reports once a second, so bytes it received after its last
+    /// report are not in this.
+    pub fn remote_received_total(&self) -> Option<u64> {
+        (self.remote_reports.load(Ordering::Relaxed) > 0)
+            .then(|| self.remote_bytes_total.load(Ordering::Relaxed))
+    }
 }
 
 #[cfg(test)]
@@ -294,7 +312,10 @@ mod tests {
             seq: 1,
             bytes_received: 1000,
         };
+        assert_eq!(free.remote_received_total(), None);
         assert!(free.on_remote_status(msg));
+        assert!(free.on_remote_status(StatusMessage { seq: 2, ..msg }));
+        assert_eq!(free.remote_received_total(), Some(2000));
         assert_eq!(free.tx_rate_bps(), 12_000);
         assert_eq!(free.remote_cpu(), Some(5));
 

@@ -3,6 +3,7 @@
 
 pub mod csv;
 pub mod json;
+pub mod peer;
 pub mod result;
 pub mod syslog;
 pub mod text;

@@ -181,7 +181,16 @@ fn write_tcp(w: &mut JsonWriter, tcp: Option<TcpLatency>) {
     }
 }
 
-/// `{"bytes":B,"bits_per_second":R[,"seconds":S]}` or `null` for a direction the test lacks.
+/// One direction's bytes as the sending end and the receiving end counted them; `None` where
+/// that end's count is not known here.
+#[derive(Clone, Copy, Debug)]
+struct Views {
+    sent: Option<u64>,
+    received: Option<u64>,
+}
+
+/// `{"bytes":B,"bits_per_second":R[,"seconds":S,"sent":T,"received":U]}` or `null` for a
+/// direction the test lacks; the totals (`views`) carry seconds and both ends' counts.
 fn write_direction(
     w: &mut JsonWriter,
     key: &str,
@@ -189,7 +198,7 @@ fn write_direction(
     bytes: u64,
     duration: Duration,
     lost: Option<u64>,
-    seconds: bool,
+    views: Option<Views>,
 ) {
     w.key(key);
     if !present {
@@ -200,8 +209,15 @@ fn write_direction(
         .field_u64("bytes", bytes)
         .key("bits_per_second")
         .f64_fixed(bits_per_second(bytes, duration), 2);
-    if seconds {
+    if let Some(views) = views {
         w.key("seconds").f64_fixed(duration.as_secs_f64(), 6);
+        for (k, v) in [("sent", views.sent), ("received", views.received)] {
+            w.key(k);
+            match v {
+                Some(v) => w.u64(v),
+                None => w.null(),
+            };
+        }
     }
     if let Some(lost) = lost {
         w.field_u64("lost", lost);
@@ -230,8 +246,8 @@ pub fn write_interval(
         .f64_fixed(iv.duration.as_secs_f64(), 6)
         .field_bool("last", iv.last);
     let lost = sides.udp.then_some(iv.lost);
-    write_direction(w, "tx", sides.tx, iv.tx_bytes, iv.duration, None, false);
-    write_direction(w, "rx", sides.rx, iv.rx_bytes, iv.duration, lost, false);
+    write_direction(w, "tx", sides.tx, iv.tx_bytes, iv.duration, None, None);
+    write_direction(w, "rx", sides.rx, iv.rx_bytes, iv.duration, lost, None);
     write_cpu(w, iv.local_cpu, iv.remote_cpu);
     if !sides.udp {
         write_tcp(w, iv.tcp);
@@ -247,21 +263,51 @@ pub fn write_interval(
 }
 
 /// Writes the `end` object: totals over the intervals (`tally`), how it ended and the
-/// connection-level figures (`outcome`).
+/// connection-level figures (`outcome`); `peer_received` is what the peer said it got from us.
 pub fn write_end(
     w: &mut JsonWriter,
     tally: &Tally,
     outcome: &Outcome,
     sides: Sides,
     connections: usize,
+    peer_received: Option<u64>,
 ) {
     w.begin_object()
         .key("seconds")
         .f64_fixed(tally.elapsed.as_secs_f64(), 6)
         .field_u64("intervals", u64::from(tally.intervals));
     let lost = sides.udp.then_some(tally.lost);
-    write_direction(w, "tx", sides.tx, tally.tx_bytes, tally.elapsed, None, true);
-    write_direction(w, "rx", sides.rx, tally.rx_bytes, tally.elapsed, lost, true);
+    // Each direction as both ends saw it, like iperf3's sum_sent and sum_received; the peer
+    // never says what it sent us.
+    let tx_views = Views {
+        sent: Some(tally.tx_bytes),
+        received: peer_received,
+    };
+    let rx_views = Views {
+        sent: None,
+        received: Some(tally.rx_bytes),
+    };
+    write_direction(
+        w,
+        "tx",
+        sides.tx,
+        tally.tx_bytes,
+        tally.elapsed,
+        None,
+        Some(tx_views),
+    );
+    write_direction(
+        w,
+        "rx",
+        sides.rx,
+        tally.rx_bytes,
+        tally.elapsed,
+        lost,
+        Some(rx_views),
+    );
+    if sides.tx && !sides.udp {
+        w.field_u64("tx_unacknowledged", outcome.unacknowledged);
+    }
     w.field_u64("lost", tally.lost)
         .field_str("reason", &outcome.reason.describe())
         .field_bool("clean", outcome.reason.is_clean())
@@ -352,9 +398,10 @@ mod tests {
             lost: 0,
             per_stream: vec![(300, 15), (150, 0)],
             tcp: None,
+            unacknowledged: 0,
         };
         let mut w = JsonWriter::new();
-        write_end(&mut w, &tally, &outcome, sides, 2);
+        write_end(&mut w, &tally, &outcome, sides, 2, Some(440));
         let end: Value = serde_json::from_str(&w.finish()).unwrap();
         assert_eq!(end["tx"]["bytes"], 450);
         assert_eq!(end["tx"]["seconds"], 1.5);
@@ -363,6 +410,10 @@ mod tests {
         assert_eq!(end["reason"], "duration reached");
         assert!(end["tcp"].is_null());
         assert_eq!(end["connections"], 2);
+        assert_eq!(end["tx"]["sent"], 450);
+        assert_eq!(end["tx"]["received"], 440);
+        assert_eq!(end["tx_unacknowledged"], 0);
+        assert!(end["rx"].is_null());
     }
 
     #[test]

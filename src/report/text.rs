@@ -125,6 +125,15 @@ pub fn summary_line(dir: Dir, bytes: u64, elapsed: Duration) -> String {
     )
 }
 
+/// The summary line of what we sent when the peer reported what it received:
+/// `[ avg]  TX  95.10 Mbps (71330000 bytes in 6.00 s; peer got 71290000)`.
+pub fn summary_line_with_peer(bytes: u64, elapsed: Duration, peer_got: u64) -> String {
+    let mut line = summary_line(Dir::Tx, bytes, elapsed);
+    line.pop();
+    let _ = write!(line, "; peer got {peer_got})");
+    line
+}
+
 /// Local wall-clock time for `--timestamps`, `hh:mm:ss`.
 pub fn clock_prefix() -> String {
     crate::sys::clock::local_now().time_of_day()
@@ -151,6 +160,11 @@ mod tests {
         );
         let line = stream_line(3, Dir::Rx, 4, 14_675_000, Duration::from_secs(1));
         assert_eq!(line, "[   3]  RX  #4  117.40 Mbps (14675000 bytes)");
+        let line = summary_line_with_peer(71_330_000, Duration::from_secs(6), 71_290_000);
+        assert_eq!(
+            line,
+            "[ avg]  TX  95.11 Mbps (71330000 bytes in 6.00 s; peer got 71290000)"
+        );
     }
 
     #[test]

@@ -307,6 +307,7 @@ mod tests {
             lost: 0,
             per_stream: vec![(2_500_000, 500_000)],
             tcp: None,
+            unacknowledged: 0,
         };
         ticket.finish(&SessionSummary {
             connections: 1,

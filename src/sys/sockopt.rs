@@ -39,9 +39,10 @@ fn set_int(fd: RawFd, opt: libc::c_int, value: usize) -> io::Result<()> {
 }
 
 /// Bytes written to a TCP socket that the peer has not acknowledged yet (unsent plus in
-/// flight): `SIOCOUTQ` on Linux, `FIONWRITE` on FreeBSD; `None` elsewhere or on error.
-/// Written minus this is what the peer has taken, which tells a slow peer from a stalled one
-/// when the kernel keeps growing the send buffer.
+/// flight): `SIOCOUTQ` on Linux, `FIONWRITE` on FreeBSD, `SO_NWRITE` on macOS (the send
+/// buffer, where TCP keeps data until it is acknowledged); `None` elsewhere or on error.
+/// Written minus this is what the peer has taken: it tells a slow peer from a stalled one when
+/// the kernel keeps growing the send buffer, and it is what a sender reports as sent.
 pub fn unacked_bytes(fd: RawFd) -> Option<u64> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     let request = libc::TIOCOUTQ;
@@ -54,7 +55,28 @@ pub fn unacked_bytes(fd: RawFd) -> Option<u64> {
         let rc = unsafe { libc::ioctl(fd, request as _, &mut n) };
         (rc == 0).then(|| u64::try_from(n).unwrap_or(0))
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    #[cfg(target_vendor = "apple")]
+    {
+        let mut n: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the option writes at most `len` bytes into `n`, which we own.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_NWRITE,
+                (&mut n as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then(|| u64::try_from(n).unwrap_or(0))
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_vendor = "apple"
+    )))]
     {
         let _ = fd;
         None

@@ -23,12 +23,22 @@ pub fn tcp_stats(fd: RawFd) -> Option<TcpStats> {
     imp::tcp_stats(fd)
 }
 
+/// Bytes the peer has acknowledged over the life of the connection (`tcpi_bytes_acked`, Linux
+/// 4.1 and later); `None` where the kernel or the C library does not have the field. Exact and
+/// free of races with a concurrent writer, unlike written minus unacknowledged. It counts the
+/// SYN and FIN too (one byte each), so callers take differences.
+pub fn bytes_acked(fd: RawFd) -> Option<u64> {
+    imp::bytes_acked(fd)
+}
+
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 mod imp {
     use super::TcpStats;
     use std::os::fd::RawFd;
 
-    pub(super) fn tcp_stats(fd: RawFd) -> Option<TcpStats> {
+    /// The kernel's `tcp_info` and how many bytes of it the kernel filled in (an older kernel
+    /// fills in less than the C library's struct holds).
+    fn read(fd: RawFd) -> Option<(libc::tcp_info, usize)> {
         // SAFETY: an all-zero tcp_info is a valid plain C struct.
         let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
         let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).ok()?;
@@ -42,14 +52,28 @@ mod imp {
                 &mut len,
             )
         };
-        if rc != 0 {
-            return None;
-        }
+        (rc == 0).then(|| (info, usize::try_from(len).unwrap_or(0)))
+    }
+
+    pub(super) fn tcp_stats(fd: RawFd) -> Option<TcpStats> {
+        let (info, _) = read(fd)?;
         Some(TcpStats {
             rtt_us: info.tcpi_rtt,
             rttvar_us: info.tcpi_rttvar,
             retransmits_total: retransmits(&info),
         })
+    }
+
+    #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+    pub(super) fn bytes_acked(fd: RawFd) -> Option<u64> {
+        let (info, len) = read(fd)?;
+        let end = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + 8;
+        (len >= end).then_some(info.tcpi_bytes_acked)
+    }
+
+    #[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
+    pub(super) fn bytes_acked(_fd: RawFd) -> Option<u64> {
+        None
     }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -69,6 +93,10 @@ mod imp {
     use std::os::fd::RawFd;
 
     pub(super) fn tcp_stats(_fd: RawFd) -> Option<TcpStats> {
+        None
+    }
+
+    pub(super) fn bytes_acked(_fd: RawFd) -> Option<u64> {
         None
     }
 }
@@ -94,6 +122,10 @@ mod tests {
         client.read_exact(&mut ack).unwrap();
         let stats = tcp_stats(client.as_raw_fd()).expect("TCP_INFO on a TCP socket");
         assert!(stats.rtt_us < 1_000_000, "{stats:?}");
+        // The peer has read (and so acknowledged) all 64 KiB; the SYN counts one more byte.
+        if let Some(acked) = bytes_acked(client.as_raw_fd()) {
+            assert!((65_536..=65_537).contains(&acked), "{acked}");
+        }
     }
 
     #[test]
