@@ -285,6 +285,8 @@ impl ShowingTicket {
                     summary.outcome,
                     self.sides,
                     summary.connections,
+                    // The server does not keep the client's status reports past the session.
+                    None,
                 );
                 let line = self.json_line("end", "end", &w.finish());
                 self.offer(line);

@@ -99,6 +99,7 @@ fn outcome(tx: u64, rx: u64) -> Outcome {
         lost: 0,
         per_stream: vec![(tx, rx)],
         tcp: None,
+        unacknowledged: 0,
     }
 }
 
