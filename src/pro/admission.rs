@@ -19,6 +19,7 @@ use crate::engine::{EndReason, Interval};
 use crate::handshake::AuthMethod;
 use crate::log;
 use crate::proto::Protocol;
+use crate::server::addrkey::{addr_key, key_name};
 use crate::server::policy::{
     Admission, AdmissionRequest, Refusal, RefusalKind, SessionSummary, Ticket, Verdict,
 };
@@ -30,6 +31,9 @@ pub struct Limits {
     pub max_duration: Option<Duration>,
     /// Concurrent tests from one address.
     pub max_conn_per_ip: usize,
+    /// IPv6 peers within this prefix share slots and budget (see
+    /// [`crate::server::addrkey`]).
+    pub ipv6_prefix: u8,
 }
 
 /// Concurrent tests per address, with slots that return on drop.
@@ -159,10 +163,11 @@ impl Admission for ProAdmission {
     fn admit(&self, req: &AdmissionRequest<'_>) -> Result<Box<dyn Ticket>, Refusal> {
         let user = (req.method != AuthMethod::None)
             .then(|| String::from_utf8_lossy(req.user).into_owned());
-        let ip = req.peer.ip().to_canonical();
+        let ip = addr_key(req.peer.ip(), self.limits.ipv6_prefix);
+        let ip_name = key_name(ip, self.limits.ipv6_prefix);
         let Some(slot) = self.slots.take(ip, self.limits.max_conn_per_ip) else {
             let detail = format!(
-                "{ip} already runs {} tests (--max-conn-per-ip)",
+                "{ip_name} already runs {} tests (--max-conn-per-ip)",
                 self.limits.max_conn_per_ip
             );
             return Err(self.refuse(req, user, RefusalKind::PerIpLimit, detail));
@@ -176,7 +181,7 @@ impl Admission for ProAdmission {
         }
         subjects.push(Subject {
             kind: Kind::Ip,
-            name: Arc::from(ip.to_string()),
+            name: Arc::from(ip_name.as_str()),
         });
         let uses = Uses {
             rx: req.cmd.direction.server_rx(),
@@ -199,7 +204,7 @@ impl Admission for ProAdmission {
         let _ = self.writes.send(Op::Start(SessionStart {
             id,
             start_ms: unix_ms(),
-            peer: ip.to_string(),
+            peer: req.peer.ip().to_canonical().to_string(),
             user: user.clone(),
             proto: Some(req.cmd.protocol.name()),
             direction: Some(req.cmd.direction.client_name()),
@@ -209,7 +214,7 @@ impl Admission for ProAdmission {
         }));
         self.live.start(LiveSession {
             id,
-            peer: ip,
+            peer: req.peer.ip().to_canonical(),
             user: user.clone(),
             proto: req.cmd.protocol.name(),
             direction: req.cmd.direction.client_name(),

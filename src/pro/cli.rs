@@ -53,6 +53,15 @@ pub struct ProArgs {
     #[argh(option, arg_name = "N", default = "5")]
     pub max_conn_per_ip: usize,
 
+    /// connections one address may hold in the handshake at once (default 32)
+    #[argh(option, arg_name = "N", default = "32")]
+    pub max_handshakes_per_ip: usize,
+
+    /// IPv6 peers within a prefix of this length count as one address for every
+    /// per-address limit and budget (default 64)
+    #[argh(option, arg_name = "N", default = "64")]
+    pub ipv6_prefix: u8,
+
     /// default daily budget of each user (default 0 = unlimited)
     #[argh(option, arg_name = "SIZE")]
     pub daily_quota: Option<String>,

@@ -188,11 +188,12 @@ fn validate(args: &ProArgs) -> Result<Serve, String> {
             "--listen none without --listen6 leaves nothing to listen on",
         ));
     }
-    if args.max_sessions == 0 || args.max_conn_per_ip == 0 {
+    if args.max_sessions == 0 || args.max_conn_per_ip == 0 || args.max_handshakes_per_ip == 0 {
         return Err(usage_err(
-            "--max-sessions and --max-conn-per-ip must be at least 1",
+            "--max-sessions, --max-conn-per-ip and --max-handshakes-per-ip must be at least 1",
         ));
     }
+    let ipv6_prefix = crate::server::addrkey::parse_prefix(args.ipv6_prefix)?;
     let method = match args.auth.as_str() {
         "ecsrp5" => AuthMethod::EcSrp5,
         "md5" => AuthMethod::Md5,
@@ -232,6 +233,8 @@ fn validate(args: &ProArgs) -> Result<Serve, String> {
     let mut cfg = ServerConfig::new(listen4, listen6, args.port);
     cfg.max_sessions = args.max_sessions;
     cfg.udp_port_base = args.udp_port_base;
+    cfg.max_handshakes_per_ip = args.max_handshakes_per_ip;
+    cfg.ipv6_prefix = ipv6_prefix;
     Ok(Serve {
         cfg,
         settings,
@@ -239,6 +242,7 @@ fn validate(args: &ProArgs) -> Result<Serve, String> {
         limits: admission::Limits {
             max_duration: (args.max_duration > 0).then(|| Duration::from_secs(args.max_duration)),
             max_conn_per_ip: args.max_conn_per_ip,
+            ipv6_prefix,
         },
         http,
     })
@@ -330,6 +334,7 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
                 live,
                 writes: writer.sender(),
                 admin_token,
+                ipv6_prefix: args.ipv6_prefix,
             }),
         )?),
         None => None,

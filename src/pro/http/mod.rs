@@ -152,6 +152,8 @@ pub struct Context {
     pub writes: Sender<Op>,
     /// The admin bearer token; `None` turns the admin endpoints off.
     pub admin_token: Option<Vec<u8>>,
+    /// IPv6 addresses are accounted by this prefix length.
+    pub ipv6_prefix: u8,
 }
 
 /// The running HTTP side.

@@ -191,7 +191,7 @@ fn route(ctx: &Context, caller: Caller, req: &Request) -> Result<Response, ApiEr
         }),
         ["api", "ip", ip, "usage"] => {
             let ip = own_ip(caller, ip)?;
-            Ok(Response::json(200, usage_json(ctx, &ip_subject(ip))?))
+            Ok(Response::json(200, usage_json(ctx, &ip_subject(ctx, ip))?))
         }
         ["api", "ip", ip, "sessions"] => {
             let ip = own_ip(caller, ip)?;
@@ -218,12 +218,11 @@ fn route(ctx: &Context, caller: Caller, req: &Request) -> Result<Response, ApiEr
         ["api", "session", id] => {
             let id = parse_id(id)?;
             let conn = ctx.pool.get().map_err(DbError::Pool)?;
-            let row = session(&conn, id)?.ok_or(ApiError::NotFound("no such session"))?;
-            if !row.peer.parse::<IpAddr>().is_ok_and(|p| caller.may_see(p)) {
-                return Err(ApiError::Forbidden(
-                    "that session came from another address",
-                ));
-            }
+            // Another address's session gets the same answer as a missing one, so that ids
+            // cannot be probed for existence.
+            let row = session(&conn, id)?
+                .filter(|row| row.peer.parse::<IpAddr>().is_ok_and(|p| caller.may_see(p)))
+                .ok_or(ApiError::NotFound("no such session"))?;
             let ivs = intervals(&conn, id)?;
             let mut w = JsonWriter::new();
             w.begin_object();
@@ -284,10 +283,12 @@ fn route(ctx: &Context, caller: Caller, req: &Request) -> Result<Response, ApiEr
     }
 }
 
-fn ip_subject(ip: IpAddr) -> Subject {
+/// The budget subject of `ip`: IPv6 addresses are accounted by prefix, so the usage shown is
+/// the prefix's (its name says so, e.g. `2001:db8:1:2::/64`).
+fn ip_subject(ctx: &Context, ip: IpAddr) -> Subject {
     Subject {
         kind: Kind::Ip,
-        name: Arc::from(ip.to_string()),
+        name: Arc::from(crate::server::addrkey::key_name(ip, ctx.ipv6_prefix)),
     }
 }
 
@@ -589,7 +590,7 @@ fn page_for(
     ip: IpAddr,
     req: &Request,
 ) -> Result<Response, ApiError> {
-    let usage = usage_of(ctx, &ip_subject(ip))?;
+    let usage = usage_of(ctx, &ip_subject(ctx, ip))?;
     let conn = ctx.pool.get().map_err(DbError::Pool)?;
     let sessions = sessions_of(&conn, ip, DEFAULT_LIMIT)?;
     // The chart shows the chosen session if it is this address's, else the newest one.
