@@ -11,9 +11,11 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
+use super::budget::SessionBudget;
 use super::live::{Live, LiveSession};
 use super::quota::{Kind, Quotas, Spent, Subject, Uses, unix_ms};
 use super::writer::{Op, SessionEnd, SessionStart};
+use crate::engine::budget::Budget;
 use crate::engine::session::StreamEnd;
 use crate::engine::{EndReason, Interval};
 use crate::handshake::AuthMethod;
@@ -200,6 +202,17 @@ impl Admission for ProAdmission {
                 }
             }
         }
+        let mut lines = Vec::with_capacity(subjects.len() * 3);
+        for s in &subjects {
+            match self.quotas.lines(s, now) {
+                Ok(l) => lines.extend(l),
+                Err(e) => {
+                    let (kind, detail) = db_refusal(e);
+                    return Err(self.refuse(req, user, kind, detail));
+                }
+            }
+        }
+        let budget = Arc::new(SessionBudget::new(lines));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let _ = self.writes.send(Op::Start(SessionStart {
             id,
@@ -233,7 +246,7 @@ impl Admission for ProAdmission {
             quotas: self.quotas.clone(),
             writes: self.writes.clone(),
             subjects,
-            uses,
+            budget,
             max_duration: self.limits.max_duration,
             seen: (0, 0),
             spent: None,
@@ -277,7 +290,8 @@ struct ProTicket {
     quotas: Arc<Quotas>,
     writes: Sender<Op>,
     subjects: Vec<Subject>,
-    uses: Uses,
+    /// What the streams draw from; the counters advance there, not here.
+    budget: Arc<SessionBudget>,
     max_duration: Option<Duration>,
     /// Bytes (in, out) charged so far.
     seen: (u64, u64),
@@ -287,15 +301,15 @@ struct ProTicket {
 }
 
 impl ProTicket {
-    /// Charges bytes to every subject's counters and usage rows; true if a budget is spent.
+    /// Records counted bytes: metrics and usage rows. The live counters already hold them
+    /// (the streams drew them before moving them); true once a draw has been refused.
     fn charge(&mut self, bytes_in: u64, bytes_out: u64) -> bool {
         self.seen.0 += bytes_in;
         self.seen.1 += bytes_out;
         self.live.metrics.bytes(self.proto, bytes_in, bytes_out);
         let now = self.quotas.now();
-        let mut stop = false;
-        for s in &self.subjects {
-            if bytes_in | bytes_out != 0 {
+        if bytes_in | bytes_out != 0 {
+            for s in &self.subjects {
                 let _ = self.writes.send(Op::Usage {
                     kind: s.kind,
                     subject: s.name.clone(),
@@ -304,27 +318,24 @@ impl ProTicket {
                     bytes_out,
                 });
             }
-            match self.quotas.charge(s, bytes_in, bytes_out, self.uses, now) {
-                Ok(None) => {}
-                Ok(Some(spent)) => {
-                    if self.spent.is_none() {
-                        log!(0, "session {}: stopping: {spent}", self.id);
-                        self.spent = Some(spent);
-                    }
-                    stop = true;
-                }
-                // The counters are in memory; only a budget lookup can fail. Keep the test
-                // going on the cached budget rather than punish the user for our database.
-                Err(e) => crate::log_error!("session {}: {e}", self.id),
-            }
         }
-        stop
+        if self.spent.is_none()
+            && let Some(spent) = self.budget.spent()
+        {
+            log!(0, "session {}: stopping: {spent}", self.id);
+            self.spent = Some(spent);
+        }
+        self.spent.is_some()
     }
 }
 
 impl Ticket for ProTicket {
     fn max_duration(&self) -> Option<Duration> {
         self.max_duration
+    }
+
+    fn budget(&self) -> Option<Arc<dyn Budget>> {
+        Some(self.budget.clone())
     }
 
     fn interval(&mut self, iv: &Interval<'_>) -> Verdict {
@@ -351,9 +362,8 @@ impl Ticket for ProTicket {
         // or a last partial interval) is charged now, so usage always equals the session row.
         let rest_in = o.rx_bytes.saturating_sub(self.seen.0);
         let rest_out = o.tx_bytes.saturating_sub(self.seen.1);
-        if rest_in | rest_out != 0 {
-            self.charge(rest_in, rest_out);
-        }
+        self.charge(rest_in, rest_out);
+        self.budget.settle(self.seen.0, self.seen.1);
         let secs = o.elapsed.as_secs_f64().max(1e-3);
         let (outcome, detail) = match (&self.spent, o.reason) {
             (Some(s), _) => ("quota", Some(s.to_string())),
@@ -382,6 +392,7 @@ impl Ticket for ProTicket {
 impl Drop for ProTicket {
     fn drop(&mut self) {
         if !self.finished {
+            self.budget.settle(self.seen.0, self.seen.1);
             self.live.metrics.session_ended("error");
             self.live.end(self.id);
             let _ = self.writes.send(Op::End(SessionEnd {

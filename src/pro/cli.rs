@@ -168,9 +168,13 @@ pub struct UserAdd {
     /// user name
     #[argh(positional)]
     pub name: String,
-    /// password
+    /// password (deprecated here: visible in `ps` and shell history; without it the password
+    /// is read from --password-file or the first line of standard input)
     #[argh(positional)]
-    pub password: String,
+    pub password: Option<String>,
+    /// file whose first line is the password
+    #[argh(option, arg_name = "PATH")]
+    pub password_file: Option<String>,
     /// also keep the password so the user can log in with MD5 (--auth md5)
     #[argh(switch)]
     pub md5: bool,
@@ -197,9 +201,13 @@ pub struct UserPasswd {
     /// user name
     #[argh(positional)]
     pub name: String,
-    /// new password
+    /// new password (deprecated here: visible in `ps` and shell history; without it the password
+    /// is read from --password-file or the first line of standard input)
     #[argh(positional)]
-    pub password: String,
+    pub password: Option<String>,
+    /// file whose first line is the password
+    #[argh(option, arg_name = "PATH")]
+    pub password_file: Option<String>,
     /// keep the password for MD5 from now on
     #[argh(switch)]
     pub md5: bool,

@@ -11,11 +11,13 @@
 
 pub mod admission;
 pub mod authn;
+pub mod budget;
 pub mod cli;
 pub mod db;
 pub mod http;
 pub mod live;
 pub mod quota;
+pub mod secret_input;
 pub mod users;
 pub mod writer;
 
@@ -87,7 +89,9 @@ fn admin(args: &ProArgs, cmd: &Sub) -> Result<String, AdminError> {
     match cmd {
         Sub::User(u) => match &u.cmd {
             UserSub::Add(a) => {
-                users::add(&conn, &a.name, &a.password, a.md5)?;
+                let password =
+                    secret_input::read_password(a.password.as_deref(), a.password_file.as_deref())?;
+                users::add(&conn, &a.name, &password, a.md5)?;
                 Ok(format!("user '{}' added\n", a.name))
             }
             UserSub::Del(d) => {
@@ -96,7 +100,9 @@ fn admin(args: &ProArgs, cmd: &Sub) -> Result<String, AdminError> {
             }
             UserSub::List(_) => users::list(&conn),
             UserSub::Passwd(p) => {
-                users::passwd(&conn, &p.name, &p.password, p.md5, p.no_md5)?;
+                let password =
+                    secret_input::read_password(p.password.as_deref(), p.password_file.as_deref())?;
+                users::passwd(&conn, &p.name, &password, p.md5, p.no_md5)?;
                 Ok(format!("password of '{}' changed\n", p.name))
             }
             UserSub::Show(s) => users::show_user(&conn, &s.name, now),

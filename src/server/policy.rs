@@ -6,8 +6,10 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::engine::budget::Budget;
 use crate::engine::{Interval, Outcome};
 use crate::handshake::AuthMethod;
 use crate::proto::Command;
@@ -93,6 +95,12 @@ pub struct SessionSummary<'a> {
 pub trait Ticket: Send {
     /// Longest the test may run.
     fn max_duration(&self) -> Option<Duration> {
+        None
+    }
+
+    /// The byte budget the test's streams draw from before they move data (see
+    /// [`crate::engine::budget`]); `None` (the default) leaves them unlimited at no cost.
+    fn budget(&self) -> Option<Arc<dyn Budget>> {
         None
     }
 
