@@ -258,3 +258,215 @@ fn md5_login_with_a_long_name_added_from_stdin() {
         log.lock().unwrap().join("\n")
     );
 }
+
+/// A tmpfs mount removed when the test ends.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = std::env::temp_dir().join(format!("btest-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        }
+        Some(Tmpfs(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Fills the file system holding `path` until it refuses a byte.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0x5a_u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// One GET over plain TCP; returns (status, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("http connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+fn wait_log(log: &Arc<Mutex<Vec<String>>>, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(l) = log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never logged '{needle}':\n{}",
+            log.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The database on a tiny file system that fills up during a test: no usage a client was told
+/// about is lost, new tests are refused while writes fail (log, /metrics, /api/health say
+/// so), and service comes back when space does.
+#[test]
+fn a_full_disk_loses_no_usage_and_fails_closed() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let Some(fs) = Tmpfs::mount("2m") else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let db = Db(fs.0.join("full.db"));
+    let add = Command::new(PRO)
+        .args([
+            "--db",
+            db.path(),
+            "user",
+            "add",
+            "alice",
+            "--password-file",
+            "/dev/stdin",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(b"pw\n")?;
+            c.wait()
+        })
+        .expect("user add");
+    assert!(add.success());
+    let (mut server, port, log) = start(&db, &["--http", "127.0.0.1:0", "-v"]);
+    let http_port: u16 = wait_log(&log, "http: serving on http://")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("http port");
+    let port = port.to_string();
+    let run = |secs: &str| {
+        Command::new(BTEST)
+            .args([
+                "-c",
+                "127.0.0.1",
+                "-P",
+                &port,
+                "-q",
+                "-r",
+                "-b",
+                "20M",
+                "-d",
+                secs,
+            ])
+            .args(["-a", "alice", "-p", "pw"])
+            .output()
+            .expect("client")
+    };
+    let mut told = 0;
+    let first = run("1");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    told += summary(&first, "RX");
+    assert_eq!(http_get(http_port, "/api/health").0, 200);
+
+    fill(&fs.0.join("filler"));
+    // A test running when the disk fills keeps going and its bytes are held in memory.
+    let during = run("3");
+    told += summary(&during, "RX");
+    wait_log(&log, "database writes failing");
+    let refused = run("1");
+    assert!(
+        !refused.status.success(),
+        "a new test ran while writes fail"
+    );
+    let (status, body) = http_get(http_port, "/api/health");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"accepting_tests\":false"), "{body}");
+    let (_, metrics) = http_get(http_port, "/metrics");
+    let errors: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("btest_db_write_errors_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("btest_db_write_errors_total");
+    assert!(errors > 0, "{metrics}");
+
+    std::fs::remove_file(fs.0.join("filler")).unwrap();
+    wait_log(&log, "database writes succeed again");
+    assert_eq!(http_get(http_port, "/api/health").0, 200);
+    let after = run("1");
+    assert!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+    told += summary(&after, "RX");
+
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    assert!(server.wait().expect("wait").success());
+    let stored = db.query("SELECT sum(bytes_out) FROM usage WHERE kind = 'user'");
+    // The server counts what it wrote; the clients what arrived: a few bytes of status apart.
+    assert!(
+        stored.abs_diff(told) <= told / 100,
+        "stored {stored}, clients were told {told}"
+    );
+    assert!(during.status.success() || summary(&during, "RX") > 0);
+    drop(db);
+    drop(fs);
+}
+
+/// Two servers on one database would hand out the same session ids: the second refuses to
+/// start while the first holds the lock file.
+#[test]
+fn a_second_server_on_one_database_refuses_to_start() {
+    let db = Db::new("lock");
+    let (mut first, _, _) = start(&db, &[]);
+    let second = Command::new(PRO)
+        .args(["--db", db.path(), "-P", "0", "--listen", "127.0.0.1"])
+        .output()
+        .expect("second server");
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    let _ = first.wait();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("in use by another btest-server-pro"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+}

@@ -12,6 +12,7 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
 use super::budget::SessionBudget;
+use super::health::WriteHealth;
 use super::live::{Live, LiveSession};
 use super::quota::{Kind, Quotas, Spent, Subject, Uses, unix_ms};
 use super::writer::{Op, SessionEnd, SessionStart};
@@ -83,6 +84,7 @@ pub struct ProAdmission {
     slots: Arc<IpSlots>,
     next_id: AtomicI64,
     live: Arc<Live>,
+    health: Arc<WriteHealth>,
 }
 
 impl ProAdmission {
@@ -96,7 +98,14 @@ impl ProAdmission {
             slots: Arc::default(),
             next_id: AtomicI64::new(last_id + 1),
             live: Arc::default(),
+            health: Arc::default(),
         }
+    }
+
+    /// Refuses new tests while `health` says the database does not take writes.
+    pub fn with_health(mut self, health: Arc<WriteHealth>) -> Self {
+        self.health = health;
+        self
     }
 
     /// The running sessions and counters this policy feeds (for the HTTP side).
@@ -165,6 +174,11 @@ impl Admission for ProAdmission {
     fn admit(&self, req: &AdmissionRequest<'_>) -> Result<Box<dyn Ticket>, Refusal> {
         let user = (req.method != AuthMethod::None)
             .then(|| String::from_utf8_lossy(req.user).into_owned());
+        if self.health.failing() {
+            // Fail closed: a test whose usage cannot be stored would be free.
+            let detail = "database writes are failing; no new tests until they succeed".into();
+            return Err(self.refuse(req, user, RefusalKind::Other, detail));
+        }
         let ip = addr_key(req.peer.ip(), self.limits.ipv6_prefix);
         let ip_name = key_name(ip, self.limits.ipv6_prefix);
         let Some(slot) = self.slots.take(ip, self.limits.max_conn_per_ip) else {

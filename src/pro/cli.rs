@@ -53,6 +53,11 @@ pub struct ProArgs {
     #[argh(option, arg_name = "N", default = "5")]
     pub max_conn_per_ip: usize,
 
+    /// days of session history kept; older sessions, intervals and usage buckets are
+    /// deleted (usage never before 40 days, which monthly budgets need) (default 90)
+    #[argh(option, arg_name = "DAYS", default = "90")]
+    pub history_days: u32,
+
     /// connections one address may hold in the handshake at once (default 32)
     #[argh(option, arg_name = "N", default = "32")]
     pub max_handshakes_per_ip: usize,

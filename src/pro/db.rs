@@ -127,6 +127,8 @@ pub enum DbError {
     },
     /// The read pool could not be built.
     Pool(r2d2::Error),
+    /// Another server holds the database's lock file.
+    Locked(PathBuf),
     /// Other users may read the file, and it holds MD5 passwords.
     Exposed {
         /// The database path.
@@ -169,6 +171,13 @@ impl fmt::Display for DbError {
                 write!(f, "database error while {context}: {source}")
             }
             DbError::Pool(e) => write!(f, "cannot open database connections: {e}"),
+            DbError::Locked(p) => write!(
+                f,
+                "database {} is in use by another btest-server-pro (its lock file {}.lock is \
+                 held); two servers on one database would collide",
+                p.display(),
+                p.display()
+            ),
             DbError::Exposed { path, mode } => write!(
                 f,
                 "database {} holds MD5 passwords and is readable by other users (mode {mode:o}); \
@@ -201,16 +210,39 @@ impl Db {
         migrate(&conn, path)?;
         refuse_if_exposed(&conn, path, mode)?;
         drop(conn);
-        let manager = SqliteConnectionManager::file(path).with_init(|c| configure(c));
-        let pool = r2d2::Pool::builder()
-            .max_size(4)
-            .min_idle(Some(1))
-            .build(manager)
-            .map_err(DbError::Pool)?;
         Ok(Db {
             path: path.to_path_buf(),
-            pool,
+            pool: pool(path, 4)?,
         })
+    }
+
+    /// A pool of its own for a part that must not wait on the others (the HTTP side, so a
+    /// busy dashboard cannot delay logins and admissions).
+    pub fn separate_pool(&self, size: u32) -> Result<Pool, DbError> {
+        pool(&self.path, size)
+    }
+
+    /// Takes the server's exclusive lock on the database (`PATH.lock`, held until the
+    /// returned file is dropped): two servers on one file would hand out the same session ids
+    /// and each count only its own sessions against the budgets.
+    pub fn lock_exclusive(&self) -> Result<std::fs::File, DbError> {
+        use std::os::fd::AsRawFd;
+        let lock_path = PathBuf::from(format!("{}.lock", self.path.display()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|source| DbError::Create {
+                path: lock_path,
+                source,
+            })?;
+        // SAFETY: flock on a descriptor we own; the lock goes with the file.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(DbError::Locked(self.path.clone()));
+        }
+        Ok(file)
     }
 
     /// The read pool.
@@ -256,6 +288,21 @@ fn refuse_if_exposed(conn: &Connection, path: &Path, mode: u32) -> Result<(), Db
         mode & 0o777
     );
     Ok(())
+}
+
+/// How long a reader waits for a pooled connection before giving up: short, so a slow
+/// dashboard or a stuck query delays an admission by at most this (r2d2 waits 30 s by
+/// default). The data path never uses the database at all.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn pool(path: &Path, size: u32) -> Result<Pool, DbError> {
+    let manager = SqliteConnectionManager::file(path).with_init(|c| configure(c));
+    r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(CHECKOUT_TIMEOUT)
+        .build(manager)
+        .map_err(DbError::Pool)
 }
 
 /// Creates the file with mode 0600 before SQLite sees it, or checks the existing one; returns

@@ -14,10 +14,12 @@ pub mod authn;
 pub mod budget;
 pub mod cli;
 pub mod db;
+pub mod health;
 pub mod http;
 pub mod live;
 pub mod quota;
 pub mod secret_input;
+pub mod store;
 pub mod users;
 pub mod writer;
 
@@ -200,6 +202,9 @@ fn validate(args: &ProArgs) -> Result<Serve, String> {
         ));
     }
     let ipv6_prefix = crate::server::addrkey::parse_prefix(args.ipv6_prefix)?;
+    if args.history_days == 0 {
+        return Err(usage_err("--history-days must be at least 1"));
+    }
     let method = match args.auth.as_str() {
         "ecsrp5" => AuthMethod::EcSrp5,
         "md5" => AuthMethod::Md5,
@@ -273,6 +278,7 @@ fn serve(args: &ProArgs) -> u8 {
 
 fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>> {
     let db = Db::open(Path::new(&args.db))?;
+    let _lock = db.lock_exclusive()?;
     let last_id = {
         let conn = db.connection()?;
         users::save_settings(&conn, &s.settings)?;
@@ -293,7 +299,7 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
         Some(p) => Some(http::read_token(p)?),
         None => None,
     };
-    let writer = writer::Writer::start(db.connection()?)?;
+    let writer = writer::Writer::start_with(db.connection()?, args.history_days)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let quotas = Arc::new(Quotas::new(
         db.pool().clone(),
@@ -306,7 +312,8 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
         },
     ));
     let mut cfg = s.cfg;
-    let admission = ProAdmission::new(quotas, writer.sender(), s.limits, last_id);
+    let admission =
+        ProAdmission::new(quotas, writer.sender(), s.limits, last_id).with_health(writer.health());
     let live = admission.live();
     cfg.admission = Arc::new(admission);
     cfg.auth = if args.open {
@@ -332,7 +339,7 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
         Some(addr) => Some(http::HttpServer::start(
             addr,
             Arc::new(http::Context {
-                pool: db.pool().clone(),
+                pool: db.separate_pool(2)?,
                 tz: s.settings.tz,
                 defaults_user: s.settings.user,
                 defaults_ip: s.settings.ip,
@@ -341,6 +348,7 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
                 writes: writer.sender(),
                 admin_token,
                 ipv6_prefix: args.ipv6_prefix,
+                health: writer.health(),
             }),
         )?),
         None => None,

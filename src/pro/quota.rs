@@ -21,6 +21,9 @@ use super::db::{DbError, Pool, sql};
 /// 15 minutes, so day, week and month sums in any zone are exact sums of buckets.
 pub const BUCKET_SECS: i64 = 900;
 
+/// Subjects whose budgets are cached at most.
+pub const MAX_CACHED_LIMITS: usize = 4096;
+
 /// Gives "now" as Unix seconds; injected so tests can cross midnight.
 pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch.
@@ -532,6 +535,11 @@ impl Quotas {
         }
     }
 
+    /// Subjects whose budgets are cached now.
+    pub fn cached_limits(&self) -> usize {
+        self.limits.lock().len()
+    }
+
     /// The clock's now.
     pub fn now(&self) -> i64 {
         self.clock.now()
@@ -555,7 +563,17 @@ impl Quotas {
         };
         let conn = self.pool.get().map_err(DbError::Pool)?;
         let l = read_limits(&conn, s, defaults)?;
-        self.limits.lock().insert(s.clone(), (Instant::now(), l));
+        let mut cache = self.limits.lock();
+        if cache.len() >= MAX_CACHED_LIMITS {
+            // Bounded: expired entries go first, and if every entry is fresh (a flood of new
+            // addresses within one TTL) the whole cache; it is only a cache.
+            let ttl = self.ttl;
+            cache.retain(|_, (at, _)| at.elapsed() < ttl);
+            if cache.len() >= MAX_CACHED_LIMITS {
+                cache.clear();
+            }
+        }
+        cache.insert(s.clone(), (Instant::now(), l));
         Ok(l)
     }
 
@@ -925,6 +943,21 @@ mod tests {
             day(2026, 12, 1) - 1,
             day(2026, 12, 1),
         );
+    }
+
+    #[test]
+    fn the_budget_cache_is_bounded() {
+        let clock = Arc::new(ManualClock::new(NOV25));
+        let (q, path) = book("cache", Period::Day, Tz::default(), clock);
+        for i in 0..MAX_CACHED_LIMITS + 100 {
+            let s = Subject {
+                kind: Kind::Ip,
+                name: Arc::from(format!("10.0.{}.{}", i / 256, i % 256)),
+            };
+            q.limits(&s).unwrap();
+            assert!(q.cached_limits() <= MAX_CACHED_LIMITS);
+        }
+        remove(&path);
     }
 
     #[test]

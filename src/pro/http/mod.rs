@@ -154,6 +154,8 @@ pub struct Context {
     pub admin_token: Option<Vec<u8>>,
     /// IPv6 addresses are accounted by this prefix length.
     pub ipv6_prefix: u8,
+    /// Whether the database takes writes (`/api/health`, `/metrics`).
+    pub health: Arc<super::health::WriteHealth>,
 }
 
 /// The running HTTP side.

@@ -25,6 +25,7 @@ use super::request::{Request, Response};
 use crate::auth::ct_eq;
 use crate::log_error;
 use crate::pro::db::{DbError, sql};
+use crate::pro::health::WriteHealth;
 use crate::pro::quota::{self, Dir, Kind, Limits, Period, Subject};
 use crate::report::json::JsonWriter;
 
@@ -186,9 +187,10 @@ fn route(ctx: &Context, caller: Caller, req: &Request) -> Result<Response, ApiEr
         ["metrics"] => Ok(Response {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: ctx.live.prometheus(ctx.writes.len()),
+            body: ctx.live.prometheus(ctx.writes.len()) + &db_metrics(&ctx.health),
             headers: Vec::new(),
         }),
+        ["api", "health"] => Ok(health_json(&ctx.health)),
         ["api", "ip", ip, "usage"] => {
             let ip = own_ip(caller, ip)?;
             Ok(Response::json(200, usage_json(ctx, &ip_subject(ctx, ip))?))
@@ -281,6 +283,35 @@ fn route(ctx: &Context, caller: Caller, req: &Request) -> Result<Response, ApiEr
         }
         _ => Err(ApiError::NotFound("no such page")),
     }
+}
+
+/// The writer's counters in the Prometheus text format.
+fn db_metrics(h: &WriteHealth) -> String {
+    format!(
+        "# HELP btest_db_write_errors_total Database writes that failed since start (each is \
+         held and tried again).\n# TYPE btest_db_write_errors_total counter\n\
+         btest_db_write_errors_total {}\n# HELP btest_db_writes_failing 1 while writes fail \
+         and new tests are refused.\n# TYPE btest_db_writes_failing gauge\n\
+         btest_db_writes_failing {}\n",
+        h.errors_total(),
+        u8::from(h.failing())
+    )
+}
+
+/// 200 while the database takes writes, 503 (and the error) while it does not and new tests
+/// are refused. Open to all, like `/metrics`: it names no address or user.
+fn health_json(h: &WriteHealth) -> Response {
+    let failing = h.failing();
+    let mut w = JsonWriter::new();
+    w.begin_object()
+        .field_str("status", if failing { "failing" } else { "ok" })
+        .field_bool("accepting_tests", !failing)
+        .field_u64("db_write_errors_total", h.errors_total());
+    if let Some(e) = h.last_error() {
+        w.field_str("db_error", &e);
+    }
+    w.end_object();
+    Response::json(if failing { 503 } else { 200 }, w.finish())
 }
 
 /// The budget subject of `ip`: IPv6 addresses are accounted by prefix, so the usage shown is
