@@ -470,3 +470,43 @@ fn a_second_server_on_one_database_refuses_to_start() {
         String::from_utf8_lossy(&second.stderr)
     );
 }
+
+/// Unknown join tokens (refusals before any authentication) add one history row per address,
+/// outcome and minute, not one per connection.
+#[test]
+fn refusals_are_aggregated_per_address_and_minute() {
+    use std::io::{Read, Write};
+    let db = Db::new("refusals");
+    let (mut server, port, _log) = start(&db, &["--open"]);
+    for i in 0..30u16 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let mut hello = [0u8; 4];
+        s.read_exact(&mut hello).unwrap();
+        s.write_all(&btest_rs::proto::encode_join(0x0303 + i))
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    }
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    assert!(server.wait().expect("wait").success());
+    let rows = db.query("SELECT count(*) FROM sessions WHERE outcome = 'refused'");
+    // Two rows if the attack straddled a minute boundary.
+    assert!((1..=2).contains(&rows), "{rows} rows for 30 refusals");
+    let conn = rusqlite::Connection::open(&db.0).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT detail FROM sessions WHERE outcome = 'refused'")
+        .unwrap();
+    let total: u64 = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|d| {
+            let d = d.unwrap();
+            d.split(" (")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1)
+        })
+        .sum();
+    assert_eq!(total, 30);
+}

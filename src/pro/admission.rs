@@ -15,6 +15,7 @@ use super::budget::SessionBudget;
 use super::health::WriteHealth;
 use super::live::{Live, LiveSession};
 use super::quota::{Kind, Quotas, Spent, Subject, Uses, unix_ms};
+use super::refusals::{Note, RefusalBook, Repeated};
 use super::writer::{Op, SessionEnd, SessionStart};
 use crate::engine::budget::Budget;
 use crate::engine::session::StreamEnd;
@@ -85,6 +86,7 @@ pub struct ProAdmission {
     next_id: AtomicI64,
     live: Arc<Live>,
     health: Arc<WriteHealth>,
+    refusals: Mutex<RefusalBook>,
 }
 
 impl ProAdmission {
@@ -99,6 +101,7 @@ impl ProAdmission {
             next_id: AtomicI64::new(last_id + 1),
             live: Arc::default(),
             health: Arc::default(),
+            refusals: Mutex::default(),
         }
     }
 
@@ -128,9 +131,21 @@ impl ProAdmission {
         detail: String,
     ) {
         self.live.metrics.session_ended(outcome);
+        let now_ms = unix_ms();
+        let key = addr_key(peer.ip(), self.limits.ipv6_prefix);
+        let (note, ended) = self
+            .refusals
+            .lock()
+            .note(key, outcome, &detail, now_ms, || {
+                self.next_id.fetch_add(1, Ordering::Relaxed)
+            });
+        self.write_repeats(ended);
+        let Note::First(id) = note else {
+            return;
+        };
         let _ = self.writes.send(Op::Start(SessionStart {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            start_ms: unix_ms(),
+            id,
+            start_ms: now_ms,
             peer: peer.ip().to_canonical().to_string(),
             user,
             proto: req.map(|r| r.cmd.protocol.name()),
@@ -139,6 +154,18 @@ impl ProAdmission {
             outcome,
             detail: Some(detail),
         }));
+    }
+
+    fn write_repeats(&self, rows: Vec<Repeated>) {
+        for r in rows {
+            let _ = self.writes.send(Op::Repeats(r));
+        }
+    }
+
+    /// Completes the rows of refusals that repeated in the current minute (at shutdown).
+    pub fn flush_refusals(&self) {
+        let rows = self.refusals.lock().drain();
+        self.write_repeats(rows);
     }
 
     fn refuse(

@@ -18,6 +18,7 @@ pub mod health;
 pub mod http;
 pub mod live;
 pub mod quota;
+pub mod refusals;
 pub mod secret_input;
 pub mod store;
 pub mod users;
@@ -315,7 +316,8 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
     let admission =
         ProAdmission::new(quotas, writer.sender(), s.limits, last_id).with_health(writer.health());
     let live = admission.live();
-    cfg.admission = Arc::new(admission);
+    let admission = Arc::new(admission);
+    cfg.admission = admission.clone();
     cfg.auth = if args.open {
         Arc::new(NoAuth) as Arc<dyn Authenticator>
     } else {
@@ -357,6 +359,7 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
     if let Some(web) = web {
         web.shutdown();
     }
+    admission.flush_refusals();
     let rows = writer.shutdown();
     log!(0, "database writer stopped after {rows} rows");
     served?;

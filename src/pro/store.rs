@@ -42,6 +42,7 @@ const END: &str = "UPDATE sessions SET end_ms = ?2, connections = ?3, bytes_in =
     bytes_out = ?5, avg_in_bps = ?6, avg_out_bps = ?7, outcome = ?8, detail = ?9 WHERE id = ?1";
 const INTERVAL: &str = "INSERT OR REPLACE INTO session_intervals (session_id, idx, at_ms, \
     bytes_in, bytes_out) VALUES (?1, ?2, ?3, ?4, ?5)";
+const REPEATS: &str = "UPDATE sessions SET detail = ?2, end_ms = ?3 WHERE id = ?1";
 const USAGE: &str = "INSERT INTO usage (kind, subject, bucket, bytes_in, bytes_out) \
     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (kind, subject, bucket) DO UPDATE SET \
     bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out";
@@ -166,6 +167,11 @@ fn write(conn: &Connection, op: &Op) -> Result<(), rusqlite::Error> {
             at_ms,
             clamp(*bytes_in),
             clamp(*bytes_out),
+        )),
+        Op::Repeats(r) => conn.prepare_cached(REPEATS)?.execute((
+            r.id,
+            format!("{} ({} times in this minute)", r.detail, r.count),
+            r.last_ms,
         )),
         Op::Flush(_) | Op::Stop => Ok(0),
     }

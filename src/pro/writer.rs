@@ -107,6 +107,8 @@ pub enum Op {
         /// Bytes the server sent.
         bytes_out: u64,
     },
+    /// Refusals of one address and minute after the first: the row's detail gets the count.
+    Repeats(super::refusals::Repeated),
     /// Replies once everything sent before it is committed.
     Flush(Sender<()>),
     /// Commit what is queued and end the thread.
