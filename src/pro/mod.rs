@@ -350,6 +350,7 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
                 writes: writer.sender(),
                 admin_token,
                 ipv6_prefix: args.ipv6_prefix,
+                token_failures: Default::default(),
                 health: writer.health(),
             }),
         )?),

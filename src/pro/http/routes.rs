@@ -169,7 +169,16 @@ fn parse_id(s: &str) -> Result<i64, ApiError> {
 
 /// Answers one request from `ip`.
 pub fn handle(ctx: &Context, ip: IpAddr, req: &Request) -> Response {
-    let result = authorize(ctx, req).and_then(|admin| {
+    let key = crate::server::addrkey::addr_key(ip, ctx.ipv6_prefix);
+    if req.authorization.is_some() && ctx.token_failures.addr_blocked(key).is_some() {
+        return Response::text(429, "too many wrong tokens; try again later\n")
+            .with("Retry-After", "60");
+    }
+    let authorized = authorize(ctx, req);
+    if matches!(authorized, Err(ApiError::Forbidden("wrong bearer token"))) {
+        ctx.token_failures.failed(key, "");
+    }
+    let result = authorized.and_then(|admin| {
         let caller = Caller { ip, admin };
         route(ctx, caller, req)
     });
