@@ -271,3 +271,163 @@ fn ecsrp5_does_not_reveal_which_users_exist() {
     t.normal_test();
     t.check_recovered("user probing");
 }
+
+/// A network namespace of our own, deleted when the test ends.
+struct Netns(String);
+
+impl Netns {
+    fn create() -> Option<Netns> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        let name = format!("btest-i16-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ip(&["netns", "add", &name]) {
+            return None;
+        }
+        let ns = Netns(name);
+        let ok = ip(&["-n", &ns.0, "link", "set", "lo", "up"])
+            && [
+                "2001:db8:1:2::1",
+                "2001:db8:1:2::2",
+                "2001:db8:1:2::3",
+                "2001:db8:1:3::1",
+            ]
+            .iter()
+            .all(|a| {
+                ip(&[
+                    "-n",
+                    &ns.0,
+                    "addr",
+                    "add",
+                    &format!("{a}/128"),
+                    "dev",
+                    "lo",
+                    "nodad",
+                ])
+            });
+        ok.then_some(ns)
+    }
+
+    /// Runs `f` on a thread inside the namespace (sockets it creates live there).
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.0);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("netns file");
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on this thread only, with a namespace descriptor we hold open.
+            assert_eq!(
+                unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            f()
+        })
+        .join()
+        .expect("namespace thread")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// Connects from `src` to `dst` (IPv6), binding first.
+fn connect6_from(src: std::net::Ipv6Addr, dst: SocketAddr) -> std::io::Result<TcpStream> {
+    let SocketAddr::V6(dst) = dst else {
+        return Err(std::io::Error::other("IPv6 only"));
+    };
+    // SAFETY: plain socket calls on a descriptor handed to TcpStream at once.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        let sa = |ip: std::net::Ipv6Addr, port: u16| {
+            let mut a: libc::sockaddr_in6 = std::mem::zeroed();
+            a.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            a.sin6_port = port.to_be();
+            a.sin6_addr.s6_addr = ip.octets();
+            a
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        let local = sa(src, 0);
+        if libc::bind(fd, (&raw const local).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let remote = sa(*dst.ip(), dst.port());
+        if libc::connect(fd, (&raw const remote).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(stream)
+    }
+}
+
+/// IPv6 hosts of one /64 share the per-address handshake places: two addresses of
+/// 2001:db8:1:2::/64 together get 4 with --max-handshakes-per-ip 4, while a host of another
+/// /64 is served.
+#[test]
+fn ipv6_peers_are_counted_per_64() {
+    let Some(ns) = Netns::create() else {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    };
+    let mut server = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &ns.0, BTEST, "-s", "-P", "0", "--listen", "none",
+        ])
+        .args([
+            "--listen6",
+            "2001:db8:1:2::1",
+            "--max-handshakes-per-ip",
+            "4",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("server in the namespace");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        server.stderr.take().expect("stderr"),
+    ));
+    let port: u16 = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("listening on ")
+                .nth(1)
+                .and_then(|r| r.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+        })
+        .expect("port");
+    std::thread::spawn(move || for _ in lines {});
+    let dst: SocketAddr = format!("[2001:db8:1:2::1]:{port}").parse().unwrap();
+    let (first, second, other) = ns.run(move || {
+        let hello = |src: &str| {
+            let mut s = connect6_from(src.parse().unwrap(), dst).expect("connect");
+            let mut buf = [0u8; 4];
+            let got = s.read_exact(&mut buf).is_ok() && buf == [1, 0, 0, 0];
+            (s, got)
+        };
+        let a: Vec<_> = (0..3).map(|_| hello("2001:db8:1:2::2")).collect();
+        let b: Vec<_> = (0..3).map(|_| hello("2001:db8:1:2::3")).collect();
+        let c = hello("2001:db8:1:3::1");
+        let count = |v: &[(TcpStream, bool)]| v.iter().filter(|(_, g)| *g).count();
+        (count(&a), count(&b), c.1)
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(first, 3);
+    assert_eq!(second, 1, "the /64 had only one handshake place left");
+    assert!(other, "a host of another /64 was not served");
+}
