@@ -1,7 +1,8 @@
 //! Attacks on the HTTP side of `btest-server-pro` (real binary, loopback): clients that
 //! trickle after their response, one address opening many connections, token guessing. Each
 //! shows a normal request from another address is answered during the attack.
-#![cfg(feature = "pro")]
+//! Linux only: other systems route only 127.0.0.1 on the loopback interface.
+#![cfg(all(feature = "pro", target_os = "linux"))]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};

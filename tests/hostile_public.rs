@@ -2,6 +2,9 @@
 //! loopback. Attackers use other 127.0.0.x source addresses (bound before connecting), so each
 //! test can show that a normal client from 127.0.0.1 is served during the attack, and that
 //! the server's threads (and memory) return to their baseline after it.
+//!
+//! Linux only: other systems route only 127.0.0.1 on the loopback interface.
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -430,4 +433,15 @@ fn ipv6_peers_are_counted_per_64() {
     assert_eq!(first, 3);
     assert_eq!(second, 1, "the /64 had only one handshake place left");
     assert!(other, "a host of another /64 was not served");
+}
+
+/// The per-address handshake cap does not cut a RouterOS-size multi-connection test short:
+/// while an address's test waits for its secondaries, they have places of their own.
+#[test]
+fn a_test_with_more_connections_than_the_cap_still_gets_them_all() {
+    let server = TestServer::start(&["-v", "--max-handshakes-per-ip", "2"]);
+    let out = client(server.port, &["-r", "-d", "1", "--connections", "40"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let start = server.wait_for_log("session 1 start", Duration::from_secs(5));
+    assert!(start.contains("conns=40"), "{start}");
 }

@@ -40,6 +40,10 @@ use crate::handshake::server::{self as hs, Authenticator};
 use crate::proto::{Command, Protocol, Request};
 use crate::{log, log_error};
 
+/// Handshake places one address may use beyond its own while its multi-connection test waits
+/// for its secondaries: a RouterOS test has up to 255 connections.
+const MAX_JOIN_HANDSHAKES: usize = 255;
+
 /// Stack of connection threads, which run the handshake (EC-SRP5 big-number math) and then the
 /// session driver.
 const CONNECTION_STACK_SIZE: usize = 256 * 1024;
@@ -121,6 +125,11 @@ struct Shared {
     limits: Arc<ConnLimits>,
     sessions: Arc<Gauge>,
     handshakes: Arc<ConnLimits>,
+    /// Handshake places of secondary connections, used when their address is out of its own:
+    /// RouterOS opens all of a test's connections at once, up to 255 (see `on_accept`).
+    join_handshakes: Arc<ConnLimits>,
+    /// Addresses whose multi-connection test waits for its secondaries now.
+    awaiting_joins: Arc<ConnLimits>,
     backoff: Backoff,
     shutting_down: AtomicBool,
     /// Dropped at shutdown: every running session's driver sees the disconnection and stops.
@@ -208,6 +217,7 @@ impl Server {
         let udp_port_base = cfg.udp_port_base;
         let limits = ConnLimits::new(cfg.max_connections, cfg.max_connections_per_ip);
         let handshakes = ConnLimits::new(cfg.max_handshakes, cfg.max_handshakes_per_ip);
+        let cfg_max_handshakes = cfg.max_handshakes;
         let mut listeners = Vec::new();
         for ip in [cfg.listen4, cfg.listen6].into_iter().flatten() {
             let addr = SocketAddr::new(ip, cfg.port);
@@ -224,6 +234,8 @@ impl Server {
                 limits,
                 sessions: Arc::default(),
                 handshakes,
+                join_handshakes: ConnLimits::new(cfg_max_handshakes, MAX_JOIN_HANDSHAKES),
+                awaiting_joins: ConnLimits::new(usize::MAX, usize::MAX),
                 backoff: Backoff::default(),
                 shutting_down: AtomicBool::new(false),
                 shutdown_tx: Mutex::new(Some(shutdown_tx)),
@@ -337,7 +349,15 @@ fn on_accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let slot = match shared.handshakes.acquire(key) {
+    // The secondaries of a multi-connection test come in a burst from the primary's address:
+    // while that address has a test waiting for them, they may use places of their own.
+    let slot = shared.handshakes.acquire(key).or_else(|e| match e {
+        LimitRefusal::PerIp(_) if shared.awaiting_joins.held_by(key) > 0 => {
+            shared.join_handshakes.acquire(key)
+        }
+        e => Err(e),
+    });
+    let slot = match slot {
         Ok(slot) => slot,
         Err(LimitRefusal::Total(n)) => {
             let detail = format!("{n} connections already in handshake");
@@ -467,6 +487,9 @@ fn primary(
     } else {
         None
     };
+    let awaiting = joins
+        .as_ref()
+        .and_then(|_| shared.awaiting_joins.acquire(key).ok());
     let token = joins.as_ref().map_or(0, |(t, _)| *t);
     let udp = if cmd.protocol == Protocol::Udp {
         let local = stream
@@ -505,6 +528,7 @@ fn primary(
             }
         }
         shared.registry.remove(token);
+        drop(awaiting);
         if streams.len() < cmd.connection_count() {
             log!(
                 0,
