@@ -62,6 +62,7 @@ fn admission() {
         ConnLimits {
             max_duration: None,
             max_conn_per_ip: 1_000_000,
+            ipv6_prefix: 64,
         },
         0,
     );

@@ -184,6 +184,8 @@ fn run_server(args: &Args) -> Result<u8, UsageError> {
         cfg.max_sessions = n;
     }
     cfg.udp_port_base = args.udp_port_base;
+    cfg.max_handshakes_per_ip = args.max_handshakes_per_ip;
+    cfg.ipv6_prefix = args.ipv6_prefix;
     let recorder = (csv.is_some() || syslog.is_some())
         .then(|| Arc::new(Recorder::new(cfg.admission.clone(), csv, syslog, args.port)));
     if let Some(r) = &recorder {

@@ -122,6 +122,15 @@ pub struct Args {
     #[argh(option, arg_name = "N")]
     pub max_sessions: Option<usize>,
 
+    /// server: connections one address may hold in the handshake at once (default 32)
+    #[argh(option, arg_name = "N", default = "32")]
+    pub max_handshakes_per_ip: usize,
+
+    /// server: IPv6 peers within a prefix of this length count as one address for every
+    /// per-address limit (default 64)
+    #[argh(option, arg_name = "N", default = "64")]
+    pub ipv6_prefix: u8,
+
     /// output one JSON document on stdout at the end, iperf3-like {"start", "intervals",
     /// "end"}, instead of text lines; errors stay on stderr
     #[argh(switch)]
@@ -296,6 +305,10 @@ pub fn server_args(args: &Args) -> Result<ServerArgs, UsageError> {
     if args.max_sessions == Some(0) {
         return Err(usage("--max-sessions must be at least 1"));
     }
+    if args.max_handshakes_per_ip == 0 {
+        return Err(usage("--max-handshakes-per-ip must be at least 1"));
+    }
+    crate::server::addrkey::parse_prefix(args.ipv6_prefix).map_err(usage)?;
     Ok(ServerArgs { listen4, listen6 })
 }
 

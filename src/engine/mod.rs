@@ -2,6 +2,7 @@
 //! once-a-second status exchange and interval accounting.
 
 pub mod acked;
+pub mod budget;
 pub mod latency;
 pub mod pacing;
 pub mod seq_gate;

@@ -33,6 +33,8 @@ pub enum StreamEnd {
     Error(io::ErrorKind),
     /// The thread panicked (a bug; logged where it happened).
     Panicked,
+    /// The test's byte budget could not give this stream more (see [`super::budget`]).
+    BudgetSpent,
 }
 
 /// Why the whole test ended.
@@ -70,6 +72,7 @@ impl EndReason {
             EndReason::Stream(StreamEnd::Stalled) => "peer stalled".into(),
             EndReason::Stream(StreamEnd::Stopped) => "stopped".into(),
             EndReason::Stream(StreamEnd::Panicked) => "internal error".into(),
+            EndReason::Stream(StreamEnd::BudgetSpent) => "byte budget spent".into(),
             EndReason::Stream(StreamEnd::Error(kind)) => format!("socket error: {kind}"),
         }
     }
@@ -329,6 +332,10 @@ impl Session {
                 recv(self.ended_rx) -> ended => {
                     if let Ok(ended) = ended {
                         live = live.saturating_sub(1);
+                        // Any stream out of budget ends the test, so the others stop drawing.
+                        if ended.end == StreamEnd::BudgetSpent {
+                            break EndReason::Policy;
+                        }
                         if ended.primary || live == 0 {
                             break EndReason::Stream(ended.end);
                         }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use super::seq_gate::{SeqGate, Verdict};
+use super::budget::BudgetSlot;
 use crate::proto::status::{STATUS_LEN, StatusMessage};
 
 /// Highest status sequence number we believe. A message "found" in random TCP payload has a
@@ -156,6 +157,8 @@ pub struct TestState {
     remote_reports: AtomicU64,
     /// Status for the primary connection's transmitter to insert (TCP, server sending).
     pub status_slot: StatusSlot,
+    /// The byte budget streams draw from (see [`super::budget`]); unset means unlimited.
+    pub budget: BudgetSlot,
 }
 
 impl TestState {
@@ -175,6 +178,7 @@ impl TestState {
             remote_bytes_total: AtomicU64::new(0),
             remote_reports: AtomicU64::new(0),
             status_slot: StatusSlot::default(),
+            budget: BudgetSlot::default(),
         })
     }
 

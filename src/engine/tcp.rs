@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use super::budget::{Allowance, Flow};
 use super::pacing::{Pacer, unit_for_rate};
 use super::session::StreamEnd;
 use super::state::{StreamCounters, TestState};
@@ -84,6 +85,7 @@ pub fn send_loop(
     let mut unit = unit_for(rate);
     let mut pacer = Pacer::new(rate, unit);
     let mut progress = Progress::new(&stream);
+    let mut allowance = state.budget.allowance(Flow::Tx);
     while state.running() {
         if plan.inject_status
             && let Some(msg) = state.status_slot.take()
@@ -98,9 +100,14 @@ pub fn send_loop(
             pacer.set_rate(rate, unit);
         }
         pacer.wait();
+        let unit = allowance.grant(unit);
+        if unit == 0 {
+            return StreamEnd::BudgetSpent;
+        }
         match stream.write(buf.get(..unit).unwrap_or(&buf)) {
             Ok(0) => return StreamEnd::PeerClosed,
             Ok(n) => {
+                allowance.spend(n);
                 counters.add_tx(n as u64);
                 progress.sent(n);
                 // A write the kernel cut short has blocked: is the peer still reading?
@@ -176,8 +183,18 @@ pub fn receive_loop(
     let mut buf = vec![0u8; READ_BUFFER];
     let mut scanner = plan.scan_status.then(StatusScanner::new);
     let mut idle = Duration::ZERO;
+    // Only counted bytes draw from the budget (a status-only connection moves none).
+    let mut allowance = if plan.count {
+        state.budget.allowance(Flow::Rx)
+    } else {
+        Allowance::unlimited()
+    };
     while state.running() {
-        match stream.read(&mut buf) {
+        let room = allowance.grant(buf.len());
+        if room == 0 {
+            return StreamEnd::BudgetSpent;
+        }
+        match stream.read(buf.get_mut(..room).unwrap_or_default()) {
             Ok(0) => {
                 return if state.running() {
                     StreamEnd::PeerClosed
@@ -187,6 +204,7 @@ pub fn receive_loop(
             }
             Ok(n) => {
                 idle = Duration::ZERO;
+                allowance.spend(n);
                 if plan.count {
                     counters.add_rx(n as u64);
                 }

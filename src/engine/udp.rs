@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::RECV_TIMEOUT;
+use super::budget::Flow;
 use super::pacing::Pacer;
 use super::session::StreamEnd;
 use super::state::{StreamCounters, TestState};
@@ -196,6 +197,7 @@ pub fn send_loop(
     let mut rate = paced_rate(asked, plan.wire_bytes);
     let mut size = batch_for(rate, plan.wire_bytes, len);
     let mut pacer = Pacer::new(rate, size * len_as_wire(plan.wire_bytes));
+    let mut allowance = state.budget.allowance(Flow::Tx);
     while state.running() {
         let now_asked = state.tx_rate_bps();
         if now_asked != asked {
@@ -210,7 +212,18 @@ pub fn send_loop(
             if !state.running() {
                 return StreamEnd::Stopped;
             }
-            match tx.send(&sock, seq, size - done) {
+            // Drawn per datagram before the send; what the kernel did not take is kept.
+            let mut allowed = 0;
+            while allowed < size - done && allowance.take(plan.wire_bytes) {
+                allowed += 1;
+            }
+            if allowed == 0 {
+                return StreamEnd::BudgetSpent;
+            }
+            let sent = tx.send(&sock, seq, allowed);
+            let unsent = allowed - sent.as_ref().map_or(0, |n| (*n).min(allowed));
+            allowance.give_back(plan.wire_bytes * unsent as u64);
+            match sent {
                 Ok(n) => {
                     seq = seq.wrapping_add(n as u32);
                     done += n;
@@ -336,6 +349,8 @@ pub fn receive_loop(
     let peer_ip = normalize(plan.peer_ip);
     let mut strangers = 0u64;
     let mut last_expire = Instant::now();
+    let mut allowance = state.budget.allowance(Flow::Rx);
+    let mut spent = false;
     let end = loop {
         if !state.running() {
             break StreamEnd::Stopped;
@@ -360,6 +375,11 @@ pub fn receive_loop(
                         strangers += 1;
                         continue;
                     };
+                    // Counted only if drawn; the rest of the batch is dropped uncounted.
+                    if !allowance.take(len as u64 + overhead) {
+                        spent = true;
+                        break;
+                    }
                     s.tracker.record(seq);
                     s.bytes += len as u64 + overhead;
                     s.packets += 1;
@@ -371,6 +391,9 @@ pub fn receive_loop(
                         // The peer's data is a sign of life for the control reader.
                         state.note_data();
                     }
+                }
+                if spent {
+                    break StreamEnd::BudgetSpent;
                 }
             }
             Err(e)

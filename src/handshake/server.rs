@@ -21,6 +21,21 @@ pub trait Authenticator: Send + Sync {
     fn md5_password(&self, user: &[u8]) -> Option<Vec<u8>>;
     /// The stored EC-SRP5 verifier of `user`, or `None` if unknown.
     fn ecsrp5_verifier(&self, user: &[u8]) -> Option<Verifier>;
+    /// The secret EC-SRP5 derives unknown users' decoy answers from (see
+    /// [`ecsrp5::server_handshake_hiding_users`]): by default drawn once per process.
+    fn decoy_secret(&self) -> [u8; 32] {
+        process_decoy_secret()
+    }
+}
+
+/// A random secret drawn on first use and kept for the life of the process.
+pub fn process_decoy_secret() -> [u8; 32] {
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    *SECRET.get_or_init(|| {
+        let mut s = [0u8; 32];
+        crate::sys::random::fill_or_abort(&mut s);
+        s
+    })
 }
 
 /// A server without authentication.
@@ -165,7 +180,8 @@ pub fn authenticate<S: Read + Write>(
                 .write_all(&Reply::EcSrp5.encode())
                 .map_err(HandshakeError::io(Stage::Reply))?;
             let lookup = |user: &[u8]| auth.ecsrp5_verifier(user);
-            match ecsrp5::server_handshake(stream, &lookup, random) {
+            let secret = auth.decoy_secret();
+            match ecsrp5::server_handshake_hiding_users(stream, &lookup, &secret, random) {
                 Ok(user) => Ok(Authenticated {
                     method: AuthMethod::EcSrp5,
                     user,

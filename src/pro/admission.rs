@@ -11,14 +11,19 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
+use super::budget::SessionBudget;
+use super::health::WriteHealth;
 use super::live::{Live, LiveSession};
 use super::quota::{Kind, Quotas, Spent, Subject, Uses, unix_ms};
+use super::refusals::{Note, RefusalBook, Repeated};
 use super::writer::{Op, SessionEnd, SessionStart};
+use crate::engine::budget::Budget;
 use crate::engine::session::StreamEnd;
 use crate::engine::{EndReason, Interval};
 use crate::handshake::AuthMethod;
 use crate::log;
 use crate::proto::Protocol;
+use crate::server::addrkey::{addr_key, key_name};
 use crate::server::policy::{
     Admission, AdmissionRequest, Refusal, RefusalKind, SessionSummary, Ticket, Verdict,
 };
@@ -30,6 +35,9 @@ pub struct Limits {
     pub max_duration: Option<Duration>,
     /// Concurrent tests from one address.
     pub max_conn_per_ip: usize,
+    /// IPv6 peers within this prefix share slots and budget (see
+    /// [`crate::server::addrkey`]).
+    pub ipv6_prefix: u8,
 }
 
 /// Concurrent tests per address, with slots that return on drop.
@@ -77,6 +85,8 @@ pub struct ProAdmission {
     slots: Arc<IpSlots>,
     next_id: AtomicI64,
     live: Arc<Live>,
+    health: Arc<WriteHealth>,
+    refusals: Mutex<RefusalBook>,
 }
 
 impl ProAdmission {
@@ -90,7 +100,15 @@ impl ProAdmission {
             slots: Arc::default(),
             next_id: AtomicI64::new(last_id + 1),
             live: Arc::default(),
+            health: Arc::default(),
+            refusals: Mutex::default(),
         }
+    }
+
+    /// Refuses new tests while `health` says the database does not take writes.
+    pub fn with_health(mut self, health: Arc<WriteHealth>) -> Self {
+        self.health = health;
+        self
     }
 
     /// The running sessions and counters this policy feeds (for the HTTP side).
@@ -113,9 +131,21 @@ impl ProAdmission {
         detail: String,
     ) {
         self.live.metrics.session_ended(outcome);
+        let now_ms = unix_ms();
+        let key = addr_key(peer.ip(), self.limits.ipv6_prefix);
+        let (note, ended) = self
+            .refusals
+            .lock()
+            .note(key, outcome, &detail, now_ms, || {
+                self.next_id.fetch_add(1, Ordering::Relaxed)
+            });
+        self.write_repeats(ended);
+        let Note::First(id) = note else {
+            return;
+        };
         let _ = self.writes.send(Op::Start(SessionStart {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            start_ms: unix_ms(),
+            id,
+            start_ms: now_ms,
             peer: peer.ip().to_canonical().to_string(),
             user,
             proto: req.map(|r| r.cmd.protocol.name()),
@@ -124,6 +154,18 @@ impl ProAdmission {
             outcome,
             detail: Some(detail),
         }));
+    }
+
+    fn write_repeats(&self, rows: Vec<Repeated>) {
+        for r in rows {
+            let _ = self.writes.send(Op::Repeats(r));
+        }
+    }
+
+    /// Completes the rows of refusals that repeated in the current minute (at shutdown).
+    pub fn flush_refusals(&self) {
+        let rows = self.refusals.lock().drain();
+        self.write_repeats(rows);
     }
 
     fn refuse(
@@ -159,10 +201,16 @@ impl Admission for ProAdmission {
     fn admit(&self, req: &AdmissionRequest<'_>) -> Result<Box<dyn Ticket>, Refusal> {
         let user = (req.method != AuthMethod::None)
             .then(|| String::from_utf8_lossy(req.user).into_owned());
-        let ip = req.peer.ip().to_canonical();
+        if self.health.failing() {
+            // Fail closed: a test whose usage cannot be stored would be free.
+            let detail = "database writes are failing; no new tests until they succeed".into();
+            return Err(self.refuse(req, user, RefusalKind::Other, detail));
+        }
+        let ip = addr_key(req.peer.ip(), self.limits.ipv6_prefix);
+        let ip_name = key_name(ip, self.limits.ipv6_prefix);
         let Some(slot) = self.slots.take(ip, self.limits.max_conn_per_ip) else {
             let detail = format!(
-                "{ip} already runs {} tests (--max-conn-per-ip)",
+                "{ip_name} already runs {} tests (--max-conn-per-ip)",
                 self.limits.max_conn_per_ip
             );
             return Err(self.refuse(req, user, RefusalKind::PerIpLimit, detail));
@@ -176,7 +224,7 @@ impl Admission for ProAdmission {
         }
         subjects.push(Subject {
             kind: Kind::Ip,
-            name: Arc::from(ip.to_string()),
+            name: Arc::from(ip_name.as_str()),
         });
         let uses = Uses {
             rx: req.cmd.direction.server_rx(),
@@ -195,11 +243,22 @@ impl Admission for ProAdmission {
                 }
             }
         }
+        let mut lines = Vec::with_capacity(subjects.len() * 3);
+        for s in &subjects {
+            match self.quotas.lines(s, now) {
+                Ok(l) => lines.extend(l),
+                Err(e) => {
+                    let (kind, detail) = db_refusal(e);
+                    return Err(self.refuse(req, user, kind, detail));
+                }
+            }
+        }
+        let budget = Arc::new(SessionBudget::new(lines));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let _ = self.writes.send(Op::Start(SessionStart {
             id,
             start_ms: unix_ms(),
-            peer: ip.to_string(),
+            peer: req.peer.ip().to_canonical().to_string(),
             user: user.clone(),
             proto: Some(req.cmd.protocol.name()),
             direction: Some(req.cmd.direction.client_name()),
@@ -209,7 +268,7 @@ impl Admission for ProAdmission {
         }));
         self.live.start(LiveSession {
             id,
-            peer: ip,
+            peer: req.peer.ip().to_canonical(),
             user: user.clone(),
             proto: req.cmd.protocol.name(),
             direction: req.cmd.direction.client_name(),
@@ -228,7 +287,7 @@ impl Admission for ProAdmission {
             quotas: self.quotas.clone(),
             writes: self.writes.clone(),
             subjects,
-            uses,
+            budget,
             max_duration: self.limits.max_duration,
             seen: (0, 0),
             spent: None,
@@ -272,7 +331,8 @@ struct ProTicket {
     quotas: Arc<Quotas>,
     writes: Sender<Op>,
     subjects: Vec<Subject>,
-    uses: Uses,
+    /// What the streams draw from; the counters advance there, not here.
+    budget: Arc<SessionBudget>,
     max_duration: Option<Duration>,
     /// Bytes (in, out) charged so far.
     seen: (u64, u64),
@@ -282,15 +342,15 @@ struct ProTicket {
 }
 
 impl ProTicket {
-    /// Charges bytes to every subject's counters and usage rows; true if a budget is spent.
+    /// Records counted bytes: metrics and usage rows. The live counters already hold them
+    /// (the streams drew them before moving them); true once a draw has been refused.
     fn charge(&mut self, bytes_in: u64, bytes_out: u64) -> bool {
         self.seen.0 += bytes_in;
         self.seen.1 += bytes_out;
         self.live.metrics.bytes(self.proto, bytes_in, bytes_out);
         let now = self.quotas.now();
-        let mut stop = false;
-        for s in &self.subjects {
-            if bytes_in | bytes_out != 0 {
+        if bytes_in | bytes_out != 0 {
+            for s in &self.subjects {
                 let _ = self.writes.send(Op::Usage {
                     kind: s.kind,
                     subject: s.name.clone(),
@@ -299,27 +359,24 @@ impl ProTicket {
                     bytes_out,
                 });
             }
-            match self.quotas.charge(s, bytes_in, bytes_out, self.uses, now) {
-                Ok(None) => {}
-                Ok(Some(spent)) => {
-                    if self.spent.is_none() {
-                        log!(0, "session {}: stopping: {spent}", self.id);
-                        self.spent = Some(spent);
-                    }
-                    stop = true;
-                }
-                // The counters are in memory; only a budget lookup can fail. Keep the test
-                // going on the cached budget rather than punish the user for our database.
-                Err(e) => crate::log_error!("session {}: {e}", self.id),
-            }
         }
-        stop
+        if self.spent.is_none()
+            && let Some(spent) = self.budget.spent()
+        {
+            log!(0, "session {}: stopping: {spent}", self.id);
+            self.spent = Some(spent);
+        }
+        self.spent.is_some()
     }
 }
 
 impl Ticket for ProTicket {
     fn max_duration(&self) -> Option<Duration> {
         self.max_duration
+    }
+
+    fn budget(&self) -> Option<Arc<dyn Budget>> {
+        Some(self.budget.clone())
     }
 
     fn interval(&mut self, iv: &Interval<'_>) -> Verdict {
@@ -346,9 +403,8 @@ impl Ticket for ProTicket {
         // or a last partial interval) is charged now, so usage always equals the session row.
         let rest_in = o.rx_bytes.saturating_sub(self.seen.0);
         let rest_out = o.tx_bytes.saturating_sub(self.seen.1);
-        if rest_in | rest_out != 0 {
-            self.charge(rest_in, rest_out);
-        }
+        self.charge(rest_in, rest_out);
+        self.budget.settle(self.seen.0, self.seen.1);
         let secs = o.elapsed.as_secs_f64().max(1e-3);
         let (outcome, detail) = match (&self.spent, o.reason) {
             (Some(s), _) => ("quota", Some(s.to_string())),
@@ -377,6 +433,7 @@ impl Ticket for ProTicket {
 impl Drop for ProTicket {
     fn drop(&mut self) {
         if !self.finished {
+            self.budget.settle(self.seen.0, self.seen.1);
             self.live.metrics.session_ended("error");
             self.live.end(self.id);
             let _ = self.writes.send(Op::End(SessionEnd {

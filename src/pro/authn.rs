@@ -56,9 +56,19 @@ impl Authenticator for DbAuth {
     }
 
     fn md5_password(&self, user: &[u8]) -> Option<Vec<u8>> {
-        let secret = self.lookup(user, "SELECT md5_secret FROM users WHERE name = ?1", |r| {
-            r.get::<_, Option<Vec<u8>>>(0)
-        })?;
+        // The MD5 response carries at most 32 bytes of the name (RouterOS truncates longer
+        // names the same way), so a 32-byte name also matches a longer user whose name starts
+        // with it, if exactly one does. Compared as bytes: SQLite's substr counts characters.
+        let secret = self.lookup(
+            user,
+            "SELECT md5_secret FROM users WHERE name = ?1 \
+             UNION ALL SELECT md5_secret FROM users WHERE length(CAST(?1 AS BLOB)) = 32 \
+             AND length(CAST(name AS BLOB)) > 32 AND substr(CAST(name AS BLOB), 1, 32) = CAST(?1 AS BLOB) \
+             AND (SELECT count(*) FROM users WHERE length(CAST(name AS BLOB)) > 32 \
+                  AND substr(CAST(name AS BLOB), 1, 32) = CAST(?1 AS BLOB)) = 1 \
+             LIMIT 1",
+            |r| r.get::<_, Option<Vec<u8>>>(0),
+        )?;
         if secret.is_none() {
             log!(
                 0,

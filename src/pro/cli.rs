@@ -53,6 +53,20 @@ pub struct ProArgs {
     #[argh(option, arg_name = "N", default = "5")]
     pub max_conn_per_ip: usize,
 
+    /// days of session history kept; older sessions, intervals and usage buckets are
+    /// deleted (usage never before 40 days, which monthly budgets need) (default 90)
+    #[argh(option, arg_name = "DAYS", default = "90")]
+    pub history_days: u32,
+
+    /// connections one address may hold in the handshake at once (default 32)
+    #[argh(option, arg_name = "N", default = "32")]
+    pub max_handshakes_per_ip: usize,
+
+    /// IPv6 peers within a prefix of this length count as one address for every
+    /// per-address limit and budget (default 64)
+    #[argh(option, arg_name = "N", default = "64")]
+    pub ipv6_prefix: u8,
+
     /// default daily budget of each user (default 0 = unlimited)
     #[argh(option, arg_name = "SIZE")]
     pub daily_quota: Option<String>,
@@ -164,9 +178,13 @@ pub struct UserAdd {
     /// user name
     #[argh(positional)]
     pub name: String,
-    /// password
+    /// password (deprecated here: visible in `ps` and shell history; without it the password
+    /// is read from --password-file or the first line of standard input)
     #[argh(positional)]
-    pub password: String,
+    pub password: Option<String>,
+    /// file whose first line is the password
+    #[argh(option, arg_name = "PATH")]
+    pub password_file: Option<String>,
     /// also keep the password so the user can log in with MD5 (--auth md5)
     #[argh(switch)]
     pub md5: bool,
@@ -193,9 +211,13 @@ pub struct UserPasswd {
     /// user name
     #[argh(positional)]
     pub name: String,
-    /// new password
+    /// new password (deprecated here: visible in `ps` and shell history; without it the password
+    /// is read from --password-file or the first line of standard input)
     #[argh(positional)]
-    pub password: String,
+    pub password: Option<String>,
+    /// file whose first line is the password
+    #[argh(option, arg_name = "PATH")]
+    pub password_file: Option<String>,
     /// keep the password for MD5 from now on
     #[argh(switch)]
     pub md5: bool,

@@ -127,6 +127,15 @@ pub enum DbError {
     },
     /// The read pool could not be built.
     Pool(r2d2::Error),
+    /// Another server holds the database's lock file.
+    Locked(PathBuf),
+    /// Other users may read the file, and it holds MD5 passwords.
+    Exposed {
+        /// The database path.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 impl fmt::Display for DbError {
@@ -162,6 +171,19 @@ impl fmt::Display for DbError {
                 write!(f, "database error while {context}: {source}")
             }
             DbError::Pool(e) => write!(f, "cannot open database connections: {e}"),
+            DbError::Locked(p) => write!(
+                f,
+                "database {} is in use by another btest-server-pro (its lock file {}.lock is \
+                 held); two servers on one database would collide",
+                p.display(),
+                p.display()
+            ),
+            DbError::Exposed { path, mode } => write!(
+                f,
+                "database {} holds MD5 passwords and is readable by other users (mode {mode:o}); \
+                 run chmod 600 on it",
+                path.display()
+            ),
         }
     }
 }
@@ -183,20 +205,44 @@ impl Db {
     /// Creates (mode 0600) or opens the file, checks it, switches to WAL, migrates the schema
     /// and builds the read pool.
     pub fn open(path: &Path) -> Result<Db, DbError> {
-        prepare_file(path)?;
+        let mode = prepare_file(path)?;
         let conn = connect(path)?;
         migrate(&conn, path)?;
+        refuse_if_exposed(&conn, path, mode)?;
         drop(conn);
-        let manager = SqliteConnectionManager::file(path).with_init(|c| configure(c));
-        let pool = r2d2::Pool::builder()
-            .max_size(4)
-            .min_idle(Some(1))
-            .build(manager)
-            .map_err(DbError::Pool)?;
         Ok(Db {
             path: path.to_path_buf(),
-            pool,
+            pool: pool(path, 4)?,
         })
+    }
+
+    /// A pool of its own for a part that must not wait on the others (the HTTP side, so a
+    /// busy dashboard cannot delay logins and admissions).
+    pub fn separate_pool(&self, size: u32) -> Result<Pool, DbError> {
+        pool(&self.path, size)
+    }
+
+    /// Takes the server's exclusive lock on the database (`PATH.lock`, held until the
+    /// returned file is dropped): two servers on one file would hand out the same session ids
+    /// and each count only its own sessions against the budgets.
+    pub fn lock_exclusive(&self) -> Result<std::fs::File, DbError> {
+        use std::os::fd::AsRawFd;
+        let lock_path = PathBuf::from(format!("{}.lock", self.path.display()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|source| DbError::Create {
+                path: lock_path,
+                source,
+            })?;
+        // SAFETY: flock on a descriptor we own; the lock goes with the file.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(DbError::Locked(self.path.clone()));
+        }
+        Ok(file)
     }
 
     /// The read pool.
@@ -215,8 +261,53 @@ impl Db {
     }
 }
 
-/// Creates the file with mode 0600 before SQLite sees it, or checks the existing one.
-fn prepare_file(path: &Path) -> Result<(), DbError> {
+/// A file others may read is refused once it holds an MD5 password (a password in the clear,
+/// like the admin-token file, which is refused the same way); without one it only warns.
+fn refuse_if_exposed(conn: &Connection, path: &Path, mode: u32) -> Result<(), DbError> {
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let md5: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM users WHERE md5_secret IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| classify(path, "reading users", e))?;
+    if md5 > 0 {
+        return Err(DbError::Exposed {
+            path: path.to_path_buf(),
+            mode: mode & 0o777,
+        });
+    }
+    crate::log!(
+        0,
+        "warning: database {} is readable by other users (mode {:o}); it will hold MD5 \
+         passwords if a user is added with --md5: chmod 600 it",
+        path.display(),
+        mode & 0o777
+    );
+    Ok(())
+}
+
+/// How long a reader waits for a pooled connection before giving up: short, so a slow
+/// dashboard or a stuck query delays an admission by at most this (r2d2 waits 30 s by
+/// default). The data path never uses the database at all.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn pool(path: &Path, size: u32) -> Result<Pool, DbError> {
+    let manager = SqliteConnectionManager::file(path).with_init(|c| configure(c));
+    r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(CHECKOUT_TIMEOUT)
+        .build(manager)
+        .map_err(DbError::Pool)
+}
+
+/// Creates the file with mode 0600 before SQLite sees it, or checks the existing one; returns
+/// its permission bits.
+fn prepare_file(path: &Path) -> Result<u32, DbError> {
     match std::fs::metadata(path) {
         Ok(meta) => {
             if !meta.is_file() {
@@ -227,23 +318,14 @@ fn prepare_file(path: &Path) -> Result<(), DbError> {
             if meta.permissions().mode() & 0o200 == 0 {
                 return Err(DbError::ReadOnly(path.to_path_buf()));
             }
-            if meta.permissions().mode() & 0o077 != 0 {
-                crate::log!(
-                    0,
-                    "warning: database {} is readable by other users (mode {:o}); it may hold \
-                     MD5 passwords: chmod 600 it",
-                    path.display(),
-                    meta.permissions().mode() & 0o777
-                );
-            }
-            Ok(())
+            Ok(meta.permissions().mode())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(path)
-            .map(drop)
+            .map(|_| 0o600)
             .map_err(|source| DbError::Create {
                 path: path.to_path_buf(),
                 source,
@@ -364,5 +446,30 @@ mod tests {
         let e = Db::open(&p).err().expect("read-only must fail");
         assert!(matches!(e, DbError::ReadOnly(_)), "{e}");
         let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn a_readable_file_with_md5_passwords_is_refused() {
+        let p = temp("exposed");
+        let db = Db::open(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(db);
+        // Without MD5 passwords: only a warning.
+        let db = Db::open(&p).expect("no MD5 password yet");
+        db.connection()
+            .unwrap()
+            .execute(
+                "INSERT INTO users VALUES ('m', x'00', x'00', 0, x'7077', 0)",
+                [],
+            )
+            .unwrap();
+        drop(db);
+        let e = Db::open(&p).err().expect("MD5 password in a readable file");
+        assert!(matches!(e, DbError::Exposed { mode: 0o644, .. }), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(Db::open(&p).is_ok());
+        for s in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{s}", p.display()));
+        }
     }
 }

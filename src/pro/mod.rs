@@ -11,11 +11,16 @@
 
 pub mod admission;
 pub mod authn;
+pub mod budget;
 pub mod cli;
 pub mod db;
+pub mod health;
 pub mod http;
 pub mod live;
 pub mod quota;
+pub mod refusals;
+pub mod secret_input;
+pub mod store;
 pub mod users;
 pub mod writer;
 
@@ -87,7 +92,9 @@ fn admin(args: &ProArgs, cmd: &Sub) -> Result<String, AdminError> {
     match cmd {
         Sub::User(u) => match &u.cmd {
             UserSub::Add(a) => {
-                users::add(&conn, &a.name, &a.password, a.md5)?;
+                let password =
+                    secret_input::read_password(a.password.as_deref(), a.password_file.as_deref())?;
+                users::add(&conn, &a.name, &password, a.md5)?;
                 Ok(format!("user '{}' added\n", a.name))
             }
             UserSub::Del(d) => {
@@ -96,7 +103,9 @@ fn admin(args: &ProArgs, cmd: &Sub) -> Result<String, AdminError> {
             }
             UserSub::List(_) => users::list(&conn),
             UserSub::Passwd(p) => {
-                users::passwd(&conn, &p.name, &p.password, p.md5, p.no_md5)?;
+                let password =
+                    secret_input::read_password(p.password.as_deref(), p.password_file.as_deref())?;
+                users::passwd(&conn, &p.name, &password, p.md5, p.no_md5)?;
                 Ok(format!("password of '{}' changed\n", p.name))
             }
             UserSub::Show(s) => users::show_user(&conn, &s.name, now),
@@ -188,10 +197,14 @@ fn validate(args: &ProArgs) -> Result<Serve, String> {
             "--listen none without --listen6 leaves nothing to listen on",
         ));
     }
-    if args.max_sessions == 0 || args.max_conn_per_ip == 0 {
+    if args.max_sessions == 0 || args.max_conn_per_ip == 0 || args.max_handshakes_per_ip == 0 {
         return Err(usage_err(
-            "--max-sessions and --max-conn-per-ip must be at least 1",
+            "--max-sessions, --max-conn-per-ip and --max-handshakes-per-ip must be at least 1",
         ));
+    }
+    let ipv6_prefix = crate::server::addrkey::parse_prefix(args.ipv6_prefix)?;
+    if args.history_days == 0 {
+        return Err(usage_err("--history-days must be at least 1"));
     }
     let method = match args.auth.as_str() {
         "ecsrp5" => AuthMethod::EcSrp5,
@@ -232,6 +245,8 @@ fn validate(args: &ProArgs) -> Result<Serve, String> {
     let mut cfg = ServerConfig::new(listen4, listen6, args.port);
     cfg.max_sessions = args.max_sessions;
     cfg.udp_port_base = args.udp_port_base;
+    cfg.max_handshakes_per_ip = args.max_handshakes_per_ip;
+    cfg.ipv6_prefix = ipv6_prefix;
     Ok(Serve {
         cfg,
         settings,
@@ -239,6 +254,7 @@ fn validate(args: &ProArgs) -> Result<Serve, String> {
         limits: admission::Limits {
             max_duration: (args.max_duration > 0).then(|| Duration::from_secs(args.max_duration)),
             max_conn_per_ip: args.max_conn_per_ip,
+            ipv6_prefix,
         },
         http,
     })
@@ -263,6 +279,7 @@ fn serve(args: &ProArgs) -> u8 {
 
 fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>> {
     let db = Db::open(Path::new(&args.db))?;
+    let _lock = db.lock_exclusive()?;
     let last_id = {
         let conn = db.connection()?;
         users::save_settings(&conn, &s.settings)?;
@@ -283,7 +300,7 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
         Some(p) => Some(http::read_token(p)?),
         None => None,
     };
-    let writer = writer::Writer::start(db.connection()?)?;
+    let writer = writer::Writer::start_with(db.connection()?, args.history_days)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let quotas = Arc::new(Quotas::new(
         db.pool().clone(),
@@ -296,9 +313,11 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
         },
     ));
     let mut cfg = s.cfg;
-    let admission = ProAdmission::new(quotas, writer.sender(), s.limits, last_id);
+    let admission =
+        ProAdmission::new(quotas, writer.sender(), s.limits, last_id).with_health(writer.health());
     let live = admission.live();
-    cfg.admission = Arc::new(admission);
+    let admission = Arc::new(admission);
+    cfg.admission = admission.clone();
     let out = if args.intervals {
         let shown = crate::server::output::Options {
             format: crate::server::output::Format::Text,
@@ -336,7 +355,7 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
         Some(addr) => Some(http::HttpServer::start(
             addr,
             Arc::new(http::Context {
-                pool: db.pool().clone(),
+                pool: db.separate_pool(2)?,
                 tz: s.settings.tz,
                 defaults_user: s.settings.user,
                 defaults_ip: s.settings.ip,
@@ -344,6 +363,9 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
                 live,
                 writes: writer.sender(),
                 admin_token,
+                ipv6_prefix: args.ipv6_prefix,
+                token_failures: Default::default(),
+                health: writer.health(),
             }),
         )?),
         None => None,
@@ -355,6 +377,7 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
     if let Some(web) = web {
         web.shutdown();
     }
+    admission.flush_refusals();
     let rows = writer.shutdown();
     log!(0, "database writer stopped after {rows} rows");
     served?;

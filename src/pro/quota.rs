@@ -21,6 +21,9 @@ use super::db::{DbError, Pool, sql};
 /// 15 minutes, so day, week and month sums in any zone are exact sums of buckets.
 pub const BUCKET_SECS: i64 = 900;
 
+/// Subjects whose budgets are cached at most.
+pub const MAX_CACHED_LIMITS: usize = 4096;
+
 /// Gives "now" as Unix seconds; injected so tests can cross midnight.
 pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch.
@@ -99,6 +102,13 @@ impl Tz {
         let m: i32 = m.parse().map_err(|_| bad())?;
         if h > 14 || m > 59 || (h == 14 && m > 0) {
             return Err(bad());
+        }
+        // Usage is stored in 15-minute buckets; any other offset would split a bucket
+        // between two days.
+        if m % 15 != 0 {
+            return Err(format!(
+                "invalid time zone '{s}': the offset must be a whole number of quarter hours                  (usage is kept in 15-minute buckets)"
+            ));
         }
         Ok(Tz {
             offset_s: sign * (h * 3600 + m * 60),
@@ -291,6 +301,58 @@ impl Limit {
         }
     }
 
+    /// The first budget of this limit that `used` goes beyond (strictly: a draw may take a
+    /// budget to exactly zero left), checking only what moving bytes `inbound` or outbound
+    /// can change.
+    pub fn exceeded(&self, used: (u64, u64), inbound: bool) -> Option<(Dir, u64, u64)> {
+        let (i, o) = used;
+        if inbound && self.bytes_in > 0 && i > self.bytes_in {
+            return Some((Dir::In, i, self.bytes_in));
+        }
+        if !inbound && self.bytes_out > 0 && o > self.bytes_out {
+            return Some((Dir::Out, o, self.bytes_out));
+        }
+        if self.total > 0 && i.saturating_add(o) > self.total {
+            return Some((Dir::Total, i.saturating_add(o), self.total));
+        }
+        None
+    }
+
+    /// Bytes moving `inbound` (or out) may still add before a budget of this limit is gone
+    /// (`u64::MAX` when none applies).
+    pub fn headroom(&self, used: (u64, u64), inbound: bool) -> u64 {
+        let (i, o) = used;
+        let left = |limit: u64, used: u64| {
+            if limit == 0 {
+                u64::MAX
+            } else {
+                limit.saturating_sub(used)
+            }
+        };
+        let own = if inbound {
+            left(self.bytes_in, i)
+        } else {
+            left(self.bytes_out, o)
+        };
+        own.min(left(self.total, i.saturating_add(o)))
+    }
+
+    /// The budget of this limit that `used` has reached, for what moving bytes `inbound` (or
+    /// out) draws on.
+    pub fn reached(&self, used: (u64, u64), inbound: bool) -> Option<(Dir, u64, u64)> {
+        let (i, o) = used;
+        if inbound && self.bytes_in > 0 && i >= self.bytes_in {
+            return Some((Dir::In, i, self.bytes_in));
+        }
+        if !inbound && self.bytes_out > 0 && o >= self.bytes_out {
+            return Some((Dir::Out, o, self.bytes_out));
+        }
+        if self.total > 0 && i.saturating_add(o) >= self.total {
+            return Some((Dir::Total, i.saturating_add(o), self.total));
+        }
+        None
+    }
+
     /// The first budget of this limit spent by `used`, among the directions the test uses.
     fn spent(&self, used: (u64, u64), uses: Uses) -> Option<(Dir, u64, u64)> {
         let (i, o) = used;
@@ -412,6 +474,17 @@ impl Counter {
         let o = self.bytes_out.fetch_add(bytes_out, Ordering::AcqRel) + bytes_out;
         (i, o)
     }
+    /// Takes bytes back (bytes drawn for a test but never moved); never below zero.
+    pub fn sub(&self, bytes_in: u64, bytes_out: u64) {
+        let down = |a: &AtomicU64, n: u64| {
+            let _ = a.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                Some(v.saturating_sub(n))
+            });
+        };
+        down(&self.bytes_in, bytes_in);
+        down(&self.bytes_out, bytes_out);
+    }
+
     /// The totals now.
     pub fn get(&self) -> (u64, u64) {
         (
@@ -462,6 +535,11 @@ impl Quotas {
         }
     }
 
+    /// Subjects whose budgets are cached now.
+    pub fn cached_limits(&self) -> usize {
+        self.limits.lock().len()
+    }
+
     /// The clock's now.
     pub fn now(&self) -> i64 {
         self.clock.now()
@@ -485,7 +563,17 @@ impl Quotas {
         };
         let conn = self.pool.get().map_err(DbError::Pool)?;
         let l = read_limits(&conn, s, defaults)?;
-        self.limits.lock().insert(s.clone(), (Instant::now(), l));
+        let mut cache = self.limits.lock();
+        if cache.len() >= MAX_CACHED_LIMITS {
+            // Bounded: expired entries go first, and if every entry is fresh (a flood of new
+            // addresses within one TTL) the whole cache; it is only a cache.
+            let ttl = self.ttl;
+            cache.retain(|_, (at, _)| at.elapsed() < ttl);
+            if cache.len() >= MAX_CACHED_LIMITS {
+                cache.clear();
+            }
+        }
+        cache.insert(s.clone(), (Instant::now(), l));
         Ok(l)
     }
 
@@ -512,6 +600,22 @@ impl Quotas {
             })
             .clone();
         Ok(c)
+    }
+
+    /// Every period counter of `s` with its limit, for a test's data-path budget.
+    pub fn lines(&self, s: &Subject, now: i64) -> Result<Vec<super::budget::Line>, DbError> {
+        let limits = self.limits(s)?;
+        Period::ALL
+            .into_iter()
+            .map(|p| {
+                Ok(super::budget::Line {
+                    subject: s.clone(),
+                    period: p,
+                    counter: self.counter(s, p, now)?,
+                    limit: *limits.of(p),
+                })
+            })
+            .collect()
     }
 
     /// The first spent budget of `s` for a test that `uses` these directions.
@@ -725,6 +829,9 @@ mod tests {
         assert_eq!(Tz::parse("+2").unwrap().name(), "+02:00");
         assert!(Tz::parse("Europe/Riga").is_err());
         assert!(Tz::parse("+15:00").is_err());
+        assert!(Tz::parse("+02:10").is_err());
+        assert!(Tz::parse("-0931").is_err());
+        assert_eq!(Tz::parse("+12:45").unwrap().offset_s, 45_900);
         assert_eq!(parse_size("2G").unwrap(), 2_000_000_000);
         assert_eq!(parse_size("500M").unwrap(), 500_000_000);
         assert_eq!(parse_size("1MiB").unwrap(), 1_048_576);
@@ -836,6 +943,21 @@ mod tests {
             day(2026, 12, 1) - 1,
             day(2026, 12, 1),
         );
+    }
+
+    #[test]
+    fn the_budget_cache_is_bounded() {
+        let clock = Arc::new(ManualClock::new(NOV25));
+        let (q, path) = book("cache", Period::Day, Tz::default(), clock);
+        for i in 0..MAX_CACHED_LIMITS + 100 {
+            let s = Subject {
+                kind: Kind::Ip,
+                name: Arc::from(format!("10.0.{}.{}", i / 256, i % 256)),
+            };
+            q.limits(&s).unwrap();
+            assert!(q.cached_limits() <= MAX_CACHED_LIMITS);
+        }
+        remove(&path);
     }
 
     #[test]

@@ -4,17 +4,26 @@
 //!
 //! Usage is sent once per interval (one second), and the writer commits as soon as it has
 //! something, so `kill -9` loses at most the last second of usage.
+//!
+//! A write that fails (disk full, I/O error) loses nothing: each write runs in its own
+//! savepoint, the ones that failed are held in memory and tried again every second, and while
+//! any are held [`WriteHealth`] says so and the server takes no new tests.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rusqlite::Connection;
 
-use super::db::{DbError, sql};
-use super::quota::{BUCKET_SECS, Kind};
-use crate::log_error;
+use super::health::WriteHealth;
+use super::quota::Kind;
+use super::store;
+use crate::{log, log_error};
+
+/// History kept by default (`--history-days`).
+pub const DEFAULT_HISTORY_DAYS: u32 = 90;
 
 /// Most operations folded into one transaction.
 const MAX_BATCH: usize = 20_000;
@@ -98,6 +107,8 @@ pub enum Op {
         /// Bytes the server sent.
         bytes_out: u64,
     },
+    /// Refusals of one address and minute after the first: the row's detail gets the count.
+    Repeats(super::refusals::Repeated),
     /// Replies once everything sent before it is committed.
     Flush(Sender<()>),
     /// Commit what is queued and end the thread.
@@ -107,20 +118,34 @@ pub enum Op {
 /// Handle of the writer thread.
 pub struct Writer {
     tx: Sender<Op>,
+    health: Arc<WriteHealth>,
     thread: Option<JoinHandle<u64>>,
 }
 
 impl Writer {
-    /// Starts the writer on its own connection.
+    /// Starts the writer on its own connection, keeping history for the default 90 days.
     pub fn start(conn: Connection) -> std::io::Result<Writer> {
+        Writer::start_with(conn, DEFAULT_HISTORY_DAYS)
+    }
+
+    /// Starts the writer on its own connection; history older than `keep_days` is pruned.
+    pub fn start_with(conn: Connection, keep_days: u32) -> std::io::Result<Writer> {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let health = Arc::new(WriteHealth::default());
+        let h = health.clone();
         let thread = std::thread::Builder::new()
             .name("btest-db-writer".into())
-            .spawn(move || run(&conn, &rx))?;
+            .spawn(move || run(&conn, &rx, &h, keep_days))?;
         Ok(Writer {
             tx,
+            health,
             thread: Some(thread),
         })
+    }
+
+    /// Whether writes succeed (shared with the admission and the HTTP side).
+    pub fn health(&self) -> Arc<WriteHealth> {
+        self.health.clone()
     }
 
     /// A sender for sessions.
@@ -158,13 +183,37 @@ impl Drop for Writer {
     }
 }
 
-fn run(conn: &Connection, rx: &Receiver<Op>) -> u64 {
+/// How often held writes are tried again while the database fails.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Interval rows held at most while the database fails (they only draw the graphs); usage
+/// and session rows are always held.
+const MAX_HELD_INTERVALS: usize = 10_000;
+
+/// How often history older than the retention is deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+fn run(conn: &Connection, rx: &Receiver<Op>, health: &WriteHealth, keep_days: u32) -> u64 {
     let mut written = 0u64;
     let mut batch = Vec::with_capacity(1024);
+    let mut held: Vec<Op> = Vec::new();
+    let mut last_prune: Option<Instant> = None;
     loop {
-        let Ok(first) = rx.recv() else {
+        let first = if held.is_empty() {
+            rx.recv().ok()
+        } else {
+            match rx.recv_timeout(RETRY) {
+                Ok(op) => Some(op),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(Op::Stop),
+            }
+        };
+        let Some(first) = first.or_else(|| (!held.is_empty()).then_some(Op::Flush(never_reply())))
+        else {
             return written;
         };
+        // Held writes go first, so a session's end never lands before its start.
+        batch.append(&mut held);
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -177,127 +226,47 @@ fn run(conn: &Connection, rx: &Receiver<Op>) -> u64 {
             // Whatever was sent before the stop is in the channel now: take all of it.
             batch.extend(rx.try_iter());
         }
-        match commit(conn, &mut batch) {
-            Ok(n) => written += n,
-            Err(e) => log_error!("{e}; {} queued writes lost", batch.len()),
+        let mut replies = Vec::new();
+        batch.retain_mut(|op| match op {
+            Op::Flush(reply) => {
+                replies.push(reply.clone());
+                false
+            }
+            Op::Stop => false,
+            _ => true,
+        });
+        let outcome = store::apply(conn, batch.drain(..));
+        written += outcome.rows;
+        held = outcome.failed;
+        let intervals = held
+            .iter()
+            .filter(|op| matches!(op, Op::Interval { .. }))
+            .count();
+        if intervals > MAX_HELD_INTERVALS {
+            held.retain(|op| !matches!(op, Op::Interval { .. }));
         }
-        for op in batch.drain(..) {
-            if let Op::Flush(reply) = op {
-                let _ = reply.send(());
+        health.record(outcome.failures, outcome.error, held.len());
+        for reply in replies {
+            let _ = reply.send(());
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) && held.is_empty() {
+            last_prune = Some(Instant::now());
+            match store::prune(conn, keep_days) {
+                Ok(0) => {}
+                Ok(n) => log!(1, "database: pruned {n} rows older than {keep_days} days"),
+                Err(e) => log_error!("{e}"),
             }
         }
         if stop {
+            if !held.is_empty() {
+                log_error!("{} writes could not be stored at shutdown", held.len());
+            }
             return written;
         }
     }
 }
 
-/// Writes a batch in one transaction; usage of one bucket is summed first so a busy second
-/// is one upsert per subject, not one per session.
-fn commit(conn: &Connection, batch: &mut [Op]) -> Result<u64, DbError> {
-    let mut usage: HashMap<(Kind, Arc<str>, i64), (u64, u64)> = HashMap::new();
-    let tx = conn
-        .unchecked_transaction()
-        .map_err(sql("starting a write transaction"))?;
-    let mut rows = 0u64;
-    {
-        let mut start = tx
-            .prepare_cached(
-                "INSERT INTO sessions (id, start_ms, peer, user, proto, direction, auth, outcome, \
-                 detail, end_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-                 CASE WHEN ?8 = 'running' THEN NULL ELSE ?2 END)",
-            )
-            .map_err(sql("preparing"))?;
-        let mut end = tx
-            .prepare_cached(
-                "UPDATE sessions SET end_ms = ?2, connections = ?3, bytes_in = ?4, bytes_out = ?5, \
-                 avg_in_bps = ?6, avg_out_bps = ?7, outcome = ?8, detail = ?9 WHERE id = ?1",
-            )
-            .map_err(sql("preparing"))?;
-        let mut interval = tx
-            .prepare_cached(
-                "INSERT OR REPLACE INTO session_intervals (session_id, idx, at_ms, bytes_in, \
-                 bytes_out) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(sql("preparing"))?;
-        for op in batch.iter() {
-            match op {
-                Op::Usage {
-                    kind,
-                    subject,
-                    at,
-                    bytes_in,
-                    bytes_out,
-                } => {
-                    let e = usage
-                        .entry((*kind, subject.clone(), at.div_euclid(BUCKET_SECS)))
-                        .or_default();
-                    e.0 += bytes_in;
-                    e.1 += bytes_out;
-                }
-                Op::Start(s) => {
-                    start
-                        .execute((
-                            s.id,
-                            s.start_ms,
-                            &s.peer,
-                            &s.user,
-                            s.proto,
-                            s.direction,
-                            s.auth,
-                            s.outcome,
-                            &s.detail,
-                        ))
-                        .map_err(sql("recording a session"))?;
-                    rows += 1;
-                }
-                Op::End(s) => {
-                    end.execute((
-                        s.id,
-                        s.end_ms,
-                        s.connections,
-                        clamp(s.bytes_in),
-                        clamp(s.bytes_out),
-                        s.avg_in_bps,
-                        s.avg_out_bps,
-                        s.outcome,
-                        &s.detail,
-                    ))
-                    .map_err(sql("recording a session's end"))?;
-                    rows += 1;
-                }
-                Op::Interval {
-                    session,
-                    idx,
-                    at_ms,
-                    bytes_in,
-                    bytes_out,
-                } => {
-                    interval
-                        .execute((session, idx, at_ms, clamp(*bytes_in), clamp(*bytes_out)))
-                        .map_err(sql("recording an interval"))?;
-                    rows += 1;
-                }
-                Op::Flush(_) | Op::Stop => {}
-            }
-        }
-        let mut up = tx
-            .prepare_cached(
-                "INSERT INTO usage (kind, subject, bucket, bytes_in, bytes_out) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (kind, subject, bucket) DO UPDATE SET \
-                 bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out",
-            )
-            .map_err(sql("preparing"))?;
-        for ((kind, subject, bucket), (i, o)) in &usage {
-            up.execute((kind.name(), &**subject, bucket, clamp(*i), clamp(*o)))
-                .map_err(sql("recording usage"))?;
-            rows += 1;
-        }
-    }
-    tx.commit().map_err(sql("committing"))?;
-    Ok(rows)
-}
-
-fn clamp(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+/// A reply channel nobody listens to (a retry round has no flush to answer).
+fn never_reply() -> Sender<()> {
+    crossbeam_channel::bounded(1).0
 }

@@ -86,6 +86,11 @@ impl ConnLimits {
         self.counts.lock().total
     }
 
+    /// Places `ip` holds now.
+    pub fn held_by(&self, ip: IpAddr) -> usize {
+        self.counts.lock().per_ip.get(&ip).copied().unwrap_or(0)
+    }
+
     /// Addresses with at least one connection (the map never keeps empty entries).
     pub fn addresses(&self) -> usize {
         self.counts.lock().per_ip.len()

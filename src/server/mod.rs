@@ -4,8 +4,11 @@
 //! What differs between the plain and the pro server is injected through
 //! [`Authenticator`](crate::handshake::server::Authenticator); the loop itself exists once.
 
+pub mod addrkey;
+pub mod backoff;
 mod deadline;
 mod gauge;
+mod guarded;
 pub mod limits;
 pub mod output;
 pub mod policy;
@@ -24,9 +27,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
+use self::backoff::Backoff;
 use self::deadline::DeadlineStream;
-use self::gauge::{Gauge, GaugeGuard};
-use self::limits::{ConnLimits, ConnSlot};
+use self::gauge::Gauge;
+use self::guarded::Guarded;
+use self::limits::{ConnLimits, ConnSlot, LimitRefusal};
 use self::policy::{Admission, AdmissionRequest, Refusal, RefusalKind, SessionSummary};
 use self::registry::Registry;
 pub use self::session::Policed;
@@ -35,6 +40,10 @@ use crate::handshake::HandshakeError;
 use crate::handshake::server::{self as hs, Authenticator};
 use crate::proto::{Command, Protocol, Request};
 use crate::{log, log_error};
+
+/// Handshake places one address may use beyond its own while its multi-connection test waits
+/// for its secondaries: a RouterOS test has up to 255 connections.
+const MAX_JOIN_HANDSHAKES: usize = 255;
 
 /// Stack of connection threads, which run the handshake (EC-SRP5 big-number math) and then the
 /// session driver.
@@ -58,6 +67,15 @@ pub struct ServerConfig {
     /// Connections allowed in the handshake phase at once; idle sockets beyond it are closed
     /// so they cannot pin threads.
     pub max_handshakes: usize,
+    /// Connections in the handshake phase from one address (IPv6: one prefix), so that one
+    /// host cannot take every handshake place.
+    pub max_handshakes_per_ip: usize,
+    /// IPv6 peers within this prefix length count as one address for every per-address
+    /// limit (see [`addrkey`]).
+    pub ipv6_prefix: u8,
+    /// Time a connection has to send its 16-byte command or join after our HELLO: a real
+    /// client sends it at once, so a silent peer is dropped long before `handshake_timeout`.
+    pub command_timeout: Duration,
     /// TCP connections held at once, all peers together (each costs at most three threads).
     pub max_connections: usize,
     /// TCP connections held at once from one address: enough for a RouterOS test with the
@@ -84,6 +102,9 @@ impl ServerConfig {
             admission: Arc::new(policy::Unlimited),
             max_sessions: 100,
             max_handshakes: 256,
+            max_handshakes_per_ip: 32,
+            ipv6_prefix: addrkey::DEFAULT_IPV6_PREFIX,
+            command_timeout: Duration::from_secs(3),
             max_connections: 2000,
             max_connections_per_ip: 300,
             handshake_timeout: Duration::from_secs(10),
@@ -92,6 +113,11 @@ impl ServerConfig {
             udp_port_base: crate::proto::DEFAULT_UDP_PORT_BASE,
         }
     }
+
+    /// The per-address key of `ip` (IPv6 grouped by [`ServerConfig::ipv6_prefix`]).
+    pub fn addr_key(&self, ip: IpAddr) -> IpAddr {
+        addrkey::addr_key(ip, self.ipv6_prefix)
+    }
 }
 
 struct Shared {
@@ -99,7 +125,13 @@ struct Shared {
     registry: Registry<(TcpStream, ConnSlot)>,
     limits: Arc<ConnLimits>,
     sessions: Arc<Gauge>,
-    handshakes: Arc<Gauge>,
+    handshakes: Arc<ConnLimits>,
+    /// Handshake places of secondary connections, used when their address is out of its own:
+    /// RouterOS opens all of a test's connections at once, up to 255 (see `on_accept`).
+    join_handshakes: Arc<ConnLimits>,
+    /// Addresses whose multi-connection test waits for its secondaries now.
+    awaiting_joins: Arc<ConnLimits>,
+    backoff: Backoff,
     shutting_down: AtomicBool,
     /// Dropped at shutdown: every running session's driver sees the disconnection and stops.
     shutdown_tx: Mutex<Option<Sender<()>>>,
@@ -185,6 +217,8 @@ impl Server {
         }
         let udp_port_base = cfg.udp_port_base;
         let limits = ConnLimits::new(cfg.max_connections, cfg.max_connections_per_ip);
+        let handshakes = ConnLimits::new(cfg.max_handshakes, cfg.max_handshakes_per_ip);
+        let cfg_max_handshakes = cfg.max_handshakes;
         let mut listeners = Vec::new();
         for ip in [cfg.listen4, cfg.listen6].into_iter().flatten() {
             let addr = SocketAddr::new(ip, cfg.port);
@@ -200,7 +234,10 @@ impl Server {
                 registry: Registry::default(),
                 limits,
                 sessions: Arc::default(),
-                handshakes: Arc::default(),
+                handshakes,
+                join_handshakes: ConnLimits::new(cfg_max_handshakes, MAX_JOIN_HANDSHAKES),
+                awaiting_joins: ConnLimits::new(usize::MAX, usize::MAX),
+                backoff: Backoff::default(),
                 shutting_down: AtomicBool::new(false),
                 shutdown_tx: Mutex::new(Some(shutdown_tx)),
                 shutdown_rx,
@@ -301,20 +338,39 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
 }
 
 fn on_accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    let conn = match shared.limits.acquire(peer.ip()) {
+    let key = shared.cfg.addr_key(peer.ip());
+    // A blocked guesser is closed without a word or a log line (its block was logged once).
+    if shared.backoff.addr_blocked(key).is_some() {
+        return;
+    }
+    let conn = match shared.limits.acquire(key) {
         Ok(conn) => conn,
         Err(refusal) => {
             refuse(shared, peer, RefusalKind::Other, refusal.to_string());
             return;
         }
     };
-    let Some(slot) = shared.handshakes.try_enter(shared.cfg.max_handshakes) else {
-        let detail = format!(
-            "{} connections already in handshake",
-            shared.cfg.max_handshakes
-        );
-        refuse(shared, peer, RefusalKind::Other, detail);
-        return;
+    // The secondaries of a multi-connection test come in a burst from the primary's address:
+    // while that address has a test waiting for them, they may use places of their own.
+    let slot = shared.handshakes.acquire(key).or_else(|e| match e {
+        LimitRefusal::PerIp(_) if shared.awaiting_joins.held_by(key) > 0 => {
+            shared.join_handshakes.acquire(key)
+        }
+        e => Err(e),
+    });
+    let slot = match slot {
+        Ok(slot) => slot,
+        Err(LimitRefusal::Total(n)) => {
+            let detail = format!("{n} connections already in handshake");
+            refuse(shared, peer, RefusalKind::Other, detail);
+            return;
+        }
+        Err(LimitRefusal::PerIp(n)) => {
+            let detail =
+                format!("address has {n} connections in handshake (--max-handshakes-per-ip)");
+            refuse(shared, peer, RefusalKind::PerIpLimit, detail);
+            return;
+        }
     };
     let shared2 = shared.clone();
     let spawned = std::thread::Builder::new()
@@ -339,18 +395,23 @@ fn handle_connection(
     stream: TcpStream,
     conn: ConnSlot,
     peer: SocketAddr,
-    handshake_slot: GaugeGuard,
+    handshake_slot: ConnSlot,
 ) {
     let _ = stream.set_nodelay(true);
-    let deadline = Instant::now() + shared.cfg.handshake_timeout;
-    let mut io = DeadlineStream::new(&stream, deadline);
-    let request = match hs::read_request_with(&mut io, &|t| shared.registry.is_waiting(t)) {
+    let now = Instant::now();
+    let deadline = now + shared.cfg.handshake_timeout;
+    let command_deadline = (now + shared.cfg.command_timeout).min(deadline);
+    let request = match hs::read_request_with(
+        &mut DeadlineStream::new(&stream, command_deadline),
+        &|t| shared.registry.is_waiting(t),
+    ) {
         Ok(r) => r,
         Err(e) => {
             log!(0, "{peer}: dropped: {e}");
             return;
         }
     };
+    let mut io = DeadlineStream::new(&stream, deadline);
     match request {
         Request::Join { token } => match shared.registry.reserve(token, peer.ip()) {
             Ok(slot) => {
@@ -379,7 +440,7 @@ fn primary(
     peer: SocketAddr,
     cmd: Command,
     deadline: Instant,
-    handshake_slot: GaugeGuard,
+    handshake_slot: ConnSlot,
 ) {
     let mut io = DeadlineStream::new(&stream, deadline);
     if shared.shutting_down.load(Ordering::SeqCst) {
@@ -391,20 +452,24 @@ fn primary(
         );
         return;
     }
-    let Some(session_slot) = shared.sessions.try_enter(shared.cfg.max_sessions) else {
-        let detail = format!("max-sessions ({}) reached", shared.cfg.max_sessions);
-        refuse(shared, peer, RefusalKind::MaxSessions, detail);
-        return;
-    };
-    let who = match hs::authenticate(&mut io, shared.cfg.auth.as_ref(), &mut fill_random) {
+    let key = shared.cfg.addr_key(peer.ip());
+    let guarded = Guarded::new(shared.cfg.auth.as_ref(), &shared.backoff);
+    let who = match hs::authenticate(&mut io, &guarded, &mut fill_random) {
         Ok(who) => who,
         Err(e) => {
             log!(0, "{peer}: refused: {e}");
             if let HandshakeError::AuthRejected { method, user } = &e {
+                shared.backoff.failed(key, user);
                 shared.cfg.admission.auth_failed(peer, *method, user);
             }
             return;
         }
+    };
+    // Taken only now, so peers that never authenticate cannot hold the session places.
+    let Some(session_slot) = shared.sessions.try_enter(shared.cfg.max_sessions) else {
+        let detail = format!("max-sessions ({}) reached", shared.cfg.max_sessions);
+        refuse(shared, peer, RefusalKind::MaxSessions, detail);
+        return;
     };
     let request = AdmissionRequest {
         peer,
@@ -430,6 +495,9 @@ fn primary(
     } else {
         None
     };
+    let awaiting = joins
+        .as_ref()
+        .and_then(|_| shared.awaiting_joins.acquire(key).ok());
     let token = joins.as_ref().map_or(0, |(t, _)| *t);
     let udp = if cmd.protocol == Protocol::Udp {
         let local = stream
@@ -468,6 +536,7 @@ fn primary(
             }
         }
         shared.registry.remove(token);
+        drop(awaiting);
         if streams.len() < cmd.connection_count() {
             log!(
                 0,

@@ -6,8 +6,10 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::engine::budget::Budget;
 use crate::engine::{Interval, Outcome};
 use crate::handshake::AuthMethod;
 use crate::proto::Command;
@@ -98,6 +100,12 @@ pub trait Ticket: Send {
 
     /// Called once when the test starts running, with the session number the log shows.
     fn started(&mut self, _id: usize) {}
+
+    /// The byte budget the test's streams draw from before they move data (see
+    /// [`crate::engine::budget`]); `None` (the default) leaves them unlimited at no cost.
+    fn budget(&self) -> Option<Arc<dyn Budget>> {
+        None
+    }
 
     /// Called once per interval (and for the final partial one) with the bytes moved.
     fn interval(&mut self, _interval: &Interval<'_>) -> Verdict {

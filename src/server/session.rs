@@ -32,6 +32,8 @@ pub(super) fn run_tcp_session(
     } else {
         0
     });
+    let policed = Policed::new(shared, ticket);
+    policed.arm(&state);
     let status_out = match (dir.server_tx(), dir.server_rx()) {
         (false, true) => match streams.first() {
             Some(primary) => StatusOut::Direct(primary.try_clone()?),
@@ -54,7 +56,7 @@ pub(super) fn run_tcp_session(
         };
         session.add_tcp(stream, send, receive)?;
     }
-    Ok(Policed::new(shared, ticket).run(session, status_out))
+    Ok(policed.run(session, status_out))
 }
 
 /// What every server session runs under, TCP or UDP: the shared CPU reading for its status
@@ -71,6 +73,14 @@ impl<'a> Policed<'a> {
             cpu: shared.cpu.clone(),
             shutdown: shared.shutdown_rx.clone(),
             ticket,
+        }
+    }
+
+    /// Gives the test's streams the ticket's byte budget, if it has one; call before the
+    /// first stream starts.
+    pub fn arm(&self, state: &TestState) {
+        if let Some(budget) = self.ticket.budget() {
+            state.budget.set(budget);
         }
     }
 

@@ -239,6 +239,7 @@ pub fn run_session(
     } else {
         0
     });
+    policed.arm(&state);
     let mut session = Session::new(state.clone(), peer.to_string());
     session.track_udp(&socket)?;
     let counters: Vec<_> = (0..streams)

@@ -7,6 +7,15 @@
 //! Fixing the threshold makes large buffers mmap'ed and returned on free; capping the arenas
 //! bounds what small allocations can strand. musl and the BSD allocators need none of this.
 
+/// The system's memory page size in bytes (4096 if it cannot be read).
+pub fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the running system.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as usize,
+        _ => 4096,
+    }
+}
+
 /// Allocations at least this large are mapped on their own and unmapped when freed.
 pub const MMAP_THRESHOLD: i32 = 64 * 1024;
 /// Most malloc arenas glibc may create.
@@ -46,12 +55,24 @@ pub fn release_unused_stack() {
         }
         let marker = 0u8;
         let here = std::hint::black_box(&marker) as *const u8 as usize;
-        let page = 4096usize;
+        // The real page size: 16 KiB and 64 KiB kernels exist on aarch64 and ppc64, where a
+        // 4 KiB-aligned range would make madvise fail (EINVAL) and release nothing.
+        let page = page_size();
         let margin = 2 * page;
         let low = low as usize;
         let top = (here.saturating_sub(margin)) & !(page - 1);
         if top > low + page {
             libc::madvise(low as *mut libc::c_void, top - low, libc::MADV_DONTNEED);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn page_size_is_a_power_of_two_of_at_least_4k() {
+        let page = super::page_size();
+        assert!(page >= 4096 && page.is_power_of_two(), "{page}");
+        super::release_unused_stack();
     }
 }

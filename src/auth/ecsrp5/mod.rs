@@ -49,6 +49,22 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// A stable stand-in for a user that does not exist: salt and password are hashes of a
+    /// server secret and the name, so nobody without the secret can tell it from a real one.
+    pub fn decoy(secret: &[u8; 32], user: &[u8]) -> Verifier {
+        use sha2::{Digest, Sha256};
+        let hash = |label: &[u8]| -> [u8; 32] {
+            let mut h = Sha256::new();
+            h.update(label);
+            h.update(secret);
+            h.update(user);
+            h.finalize().into()
+        };
+        let mut salt = [0u8; 16];
+        salt.copy_from_slice(&hash(b"btest-rs decoy salt")[..16]);
+        Verifier::derive(user, &hash(b"btest-rs decoy password"), salt)
+    }
+
     /// Derives the verifier from a user name, password and salt (docs/protocol.md 4.3.4), as
     /// RouterOS stores it (`x_gamma ‖ parity` is its 33-byte `v` record).
     ///
@@ -409,19 +425,48 @@ pub fn server_handshake<S: Read + Write>(
     lookup: &dyn Fn(&[u8]) -> Option<Verifier>,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> Result<Vec<u8>, EcSrp5Error> {
+    serve(stream, lookup, None, random)
+}
+
+/// [`server_handshake`] for a server facing strangers: an unknown user is answered with a
+/// MSG2 made from a decoy verifier derived from `decoy_secret` and the name (the same name
+/// always gets the same salt, as a real user does), so a peer cannot tell which names exist.
+/// The exchange then fails as a wrong password would: the server reads MSG3 and closes.
+pub fn server_handshake_hiding_users<S: Read + Write>(
+    stream: &mut S,
+    lookup: &dyn Fn(&[u8]) -> Option<Verifier>,
+    decoy_secret: &[u8; 32],
+    random: &mut dyn FnMut(&mut [u8]),
+) -> Result<Vec<u8>, EcSrp5Error> {
+    serve(stream, lookup, Some(decoy_secret), random)
+}
+
+fn serve<S: Read + Write>(
+    stream: &mut S,
+    lookup: &dyn Fn(&[u8]) -> Option<Verifier>,
+    decoy_secret: Option<&[u8; 32]>,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> Result<Vec<u8>, EcSrp5Error> {
     let mut buf = [0u8; 255];
     let msg1 = read_frame(stream, &mut buf, Msg::Msg1)?
         .ok_or(EcSrp5Error::ClientGone { before: Msg::Msg1 })?;
     let (user, client_key) = srp::parse_msg1(msg1)?;
     let user = user.to_vec();
-    let verifier = lookup(&user).ok_or_else(|| EcSrp5Error::UnknownUser { user: user.clone() })?;
+    let (verifier, known) = match (lookup(&user), decoy_secret) {
+        (Some(v), _) => (v, true),
+        (None, Some(secret)) => (Verifier::decoy(secret, &user), false),
+        (None, None) => return Err(EcSrp5Error::UnknownUser { user }),
+    };
 
     let key = draw_key(random, &mut |s_b| srp::server_key(&verifier, s_b))?;
     let session = srp::server_session(&verifier, &key, &client_key)?;
     write_frame(stream, &srp::server_msg2(key.public(), &verifier.salt))?;
 
-    let msg3 = read_frame(stream, &mut buf, Msg::Msg3)?
-        .ok_or(EcSrp5Error::ClientGone { before: Msg::Msg3 })?;
+    let msg3 = read_frame(stream, &mut buf, Msg::Msg3);
+    if !known {
+        return Err(EcSrp5Error::UnknownUser { user });
+    }
+    let msg3 = msg3?.ok_or(EcSrp5Error::ClientGone { before: Msg::Msg3 })?;
     let msg4 = srp::server_verify_and_msg4(&session, &user, msg3)?;
     write_frame(stream, &msg4)?;
     Ok(user)

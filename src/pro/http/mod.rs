@@ -10,8 +10,12 @@
 //!
 //! * one accept thread and [`WORKERS`] handler threads; accepted connections wait in a queue of
 //!   [`QUEUE`] and are answered 503 at once when it is full;
+//! * at most [`MAX_PER_ADDRESS`] connections queued or handled per address (IPv6: prefix);
 //! * a request head of at most [`request::MAX_HEAD`] bytes that must arrive within
-//!   [`HEAD_DEADLINE`] (a client trickling bytes is cut off at the deadline, not per read);
+//!   [`HEAD_DEADLINE`] of the accept (a client trickling bytes is cut off at the deadline,
+//!   not per read), and one [`CONNECTION_DEADLINE`] over head, response and close-down, the
+//!   close-down itself at most [`request::CLOSE_DOWN`];
+//! * wrong admin tokens back off per address like failed logins (429);
 //! * no request bodies are read (GET and HEAD only; others 405), one request per connection;
 //! * responses are written with a timeout.
 //!
@@ -37,16 +41,29 @@ use super::db::Pool;
 use super::live::Live;
 use super::quota::{Clock, Limits, Tz};
 use super::writer::Op;
+use crate::server::limits::{ConnLimits, ConnSlot};
 use crate::{log, log_error};
 
-/// Handler threads: enough for a dashboard and a scraper; a page costs a few small queries.
-pub const WORKERS: usize = 4;
+/// Handler threads: enough for a dashboard and a scraper (a page costs a few small
+/// queries), and more than one address may hold ([`MAX_PER_ADDRESS`]), so a single host
+/// holding all of its places still leaves handlers for everyone else.
+pub const WORKERS: usize = 12;
 
 /// Accepted connections waiting for a handler.
 pub const QUEUE: usize = 32;
 
-/// Time a client has to send its request head.
+/// Time a client has to send its request head, counted from accept (time spent waiting in
+/// the queue counts too).
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Time one connection may take in all, from accept to close: head, response and close-down.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Connections one address (IPv6: one prefix) may have queued or in a handler at once.
+pub const MAX_PER_ADDRESS: usize = 8;
+
+/// Shortest admin token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 /// Stack of each HTTP thread; SQLite and the page builders are shallow.
 const STACK: usize = 512 * 1024;
@@ -63,6 +80,8 @@ pub enum HttpStartError {
     },
     /// The admin token file is empty.
     TokenEmpty(String),
+    /// The admin token is shorter than [`MIN_TOKEN_LEN`] bytes.
+    TokenShort(String),
     /// The admin token file is readable by group or others.
     TokenExposed {
         /// The path given.
@@ -87,6 +106,11 @@ impl fmt::Display for HttpStartError {
             HttpStartError::TokenUnreadable { path, source } => {
                 write!(f, "cannot read --http-admin-token-file {path}: {source}")
             }
+            HttpStartError::TokenShort(p) => write!(
+                f,
+                "the token in --http-admin-token-file {p} is shorter than {MIN_TOKEN_LEN} \
+                 bytes; put a long random token in it (e.g. from openssl rand -hex 24)"
+            ),
             HttpStartError::TokenEmpty(p) => {
                 write!(
                     f,
@@ -130,6 +154,9 @@ pub fn read_token(path: &str) -> Result<Vec<u8>, HttpStartError> {
     if token.is_empty() {
         return Err(HttpStartError::TokenEmpty(path.to_owned()));
     }
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(HttpStartError::TokenShort(path.to_owned()));
+    }
     Ok(token.as_bytes().to_vec())
 }
 
@@ -152,6 +179,12 @@ pub struct Context {
     pub writes: Sender<Op>,
     /// The admin bearer token; `None` turns the admin endpoints off.
     pub admin_token: Option<Vec<u8>>,
+    /// IPv6 addresses are accounted by this prefix length.
+    pub ipv6_prefix: u8,
+    /// Wrong admin tokens per address; a guesser gets 429 for a growing time.
+    pub token_failures: crate::server::backoff::Backoff,
+    /// Whether the database takes writes (`/api/health`, `/metrics`).
+    pub health: Arc<super::health::WriteHealth>,
 }
 
 /// The running HTTP side.
@@ -170,7 +203,9 @@ impl HttpServer {
         let local = listener
             .local_addr()
             .map_err(|source| HttpStartError::Bind { addr, source })?;
-        let (tx, rx) = crossbeam_channel::bounded::<TcpStream>(QUEUE);
+        let (tx, rx) = crossbeam_channel::bounded::<Accepted>(QUEUE);
+        let per_address = ConnLimits::new(usize::MAX, MAX_PER_ADDRESS);
+        let prefix = ctx.ipv6_prefix;
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::with_capacity(WORKERS);
         for i in 0..WORKERS {
@@ -188,7 +223,7 @@ impl HttpServer {
         let acceptor = std::thread::Builder::new()
             .name("btest-http-accept".into())
             .stack_size(STACK)
-            .spawn(move || accept(&listener, &tx, &flag))
+            .spawn(move || accept(&listener, &tx, &flag, &per_address, prefix))
             .map_err(HttpStartError::Spawn)?;
         log!(0, "http: serving on http://{local}/");
         Ok(HttpServer {
@@ -241,7 +276,21 @@ impl Drop for HttpServer {
     }
 }
 
-fn accept(listener: &TcpListener, queue: &Sender<TcpStream>, stop: &AtomicBool) {
+/// A connection waiting for a handler: its socket, when it was accepted (its deadlines count
+/// from there) and its place among its address's connections.
+struct Accepted {
+    stream: TcpStream,
+    at: Instant,
+    _slot: ConnSlot,
+}
+
+fn accept(
+    listener: &TcpListener,
+    queue: &Sender<Accepted>,
+    stop: &AtomicBool,
+    per_address: &Arc<ConnLimits>,
+    prefix: u8,
+) {
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -255,29 +304,48 @@ fn accept(listener: &TcpListener, queue: &Sender<TcpStream>, stop: &AtomicBool) 
                 continue;
             }
         };
-        match queue.try_send(stream) {
+        let at = Instant::now();
+        let key = stream
+            .peer_addr()
+            .map(|p| crate::server::addrkey::addr_key(p.ip(), prefix));
+        let Ok(Ok(slot)) = key.map(|k| per_address.acquire(k)) else {
+            busy(stream, "too many connections from your address\n");
+            continue;
+        };
+        let accepted = Accepted {
+            stream,
+            at,
+            _slot: slot,
+        };
+        match queue.try_send(accepted) {
             Ok(()) => {}
-            Err(TrySendError::Full(mut s)) => {
-                // A fresh socket's send buffer takes this whole; never block the acceptor.
-                let _ = s.set_nonblocking(true);
-                let _ = s.write_all(
-                    &Response::text(503, "busy, try again\n")
-                        .with("Retry-After", "1")
-                        .to_bytes(false),
-                );
-            }
+            Err(TrySendError::Full(a)) => busy(a.stream, "busy, try again\n"),
             Err(TrySendError::Disconnected(_)) => return,
         }
     }
 }
 
-fn work(queue: &Receiver<TcpStream>, ctx: &Context) {
-    while let Ok(mut stream) = queue.recv() {
+/// Answers 503 without waiting: a fresh socket's send buffer takes this whole, and the
+/// acceptor must never block.
+fn busy(mut stream: TcpStream, why: &str) {
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write_all(
+        &Response::text(503, why)
+            .with("Retry-After", "1")
+            .to_bytes(false),
+    );
+}
+
+fn work(queue: &Receiver<Accepted>, ctx: &Context) {
+    while let Ok(accepted) = queue.recv() {
+        let mut stream = accepted.stream;
         let Ok(peer) = stream.peer_addr() else {
             continue;
         };
-        let deadline = Instant::now() + HEAD_DEADLINE;
-        let parsed = request::read_head(&mut stream, deadline).and_then(|h| request::parse(&h));
+        let deadline = accepted.at + CONNECTION_DEADLINE;
+        let head_deadline = accepted.at + HEAD_DEADLINE;
+        let parsed =
+            request::read_head(&mut stream, head_deadline).and_then(|h| request::parse(&h));
         let (response, head_only) = match parsed {
             Ok(req) => {
                 // A handler bug must cost one request, not a thread of the pool.
@@ -293,7 +361,13 @@ fn work(queue: &Receiver<TcpStream>, ctx: &Context) {
             Err(e) => (error_response(&e), false),
         };
         log!(1, "http: {peer} {}", response.status);
-        response.send(&mut stream, head_only);
+        // A peer that did not send its head in time gets its 408 without a close-down.
+        let deadline = if response.status == 408 {
+            deadline.min(Instant::now() + Duration::from_millis(100))
+        } else {
+            deadline
+        };
+        response.send(&mut stream, head_only, deadline);
     }
 }
 

@@ -332,17 +332,32 @@ impl Response {
     /// Writes the response and closes politely: the write side first, then a short bounded
     /// drain of whatever the client still sends (a body we never read), so the kernel does
     /// not answer that data with a reset that could destroy the response in flight.
-    pub fn send(&self, stream: &mut TcpStream, head_only: bool) {
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    /// Writes the response and closes the connection, all before `deadline`: the write may
+    /// take what is left of it, and the close-down (reading what the client still sends, so
+    /// the close does not reset the response away) at most [`CLOSE_DOWN`] more, in total,
+    /// however the client trickles.
+    pub fn send(&self, stream: &mut TcpStream, head_only: bool, deadline: Instant) {
+        let left = |until: Instant| until.saturating_duration_since(Instant::now());
+        if left(deadline).is_zero()
+            || stream
+                .set_write_timeout(Some(left(deadline).max(Duration::from_millis(1))))
+                .is_err()
+        {
+            return;
+        }
         if stream.write_all(&self.to_bytes(head_only)).is_err() {
             return;
         }
         let _ = stream.flush();
         let _ = stream.shutdown(std::net::Shutdown::Write);
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        let close_by = deadline.min(Instant::now() + CLOSE_DOWN);
         let mut sink = [0u8; 4096];
         let mut drained = 0;
         while drained < 256 * 1024 {
+            let wait = left(close_by);
+            if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
+                break;
+            }
             match stream.read(&mut sink) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
@@ -350,6 +365,9 @@ impl Response {
         }
     }
 }
+
+/// Longest close-down after a response.
+pub const CLOSE_DOWN: Duration = Duration::from_secs(1);
 
 /// The reason phrase of the codes we send.
 fn reason(status: u16) -> &'static str {
@@ -362,6 +380,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         414 => "URI Too Long",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

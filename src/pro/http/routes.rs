@@ -25,6 +25,7 @@ use super::request::{Request, Response};
 use crate::auth::ct_eq;
 use crate::log_error;
 use crate::pro::db::{DbError, sql};
+use crate::pro::health::WriteHealth;
 use crate::pro::quota::{self, Dir, Kind, Limits, Period, Subject};
 use crate::report::json::JsonWriter;
 
@@ -168,7 +169,16 @@ fn parse_id(s: &str) -> Result<i64, ApiError> {
 
 /// Answers one request from `ip`.
 pub fn handle(ctx: &Context, ip: IpAddr, req: &Request) -> Response {
-    let result = authorize(ctx, req).and_then(|admin| {
+    let key = crate::server::addrkey::addr_key(ip, ctx.ipv6_prefix);
+    if req.authorization.is_some() && ctx.token_failures.addr_blocked(key).is_some() {
+        return Response::text(429, "too many wrong tokens; try again later\n")
+            .with("Retry-After", "60");
+    }
+    let authorized = authorize(ctx, req);
+    if matches!(authorized, Err(ApiError::Forbidden("wrong bearer token"))) {
+        ctx.token_failures.failed(key, "");
+    }
+    let result = authorized.and_then(|admin| {
         let caller = Caller { ip, admin };
         route(ctx, caller, req)
     });
@@ -186,12 +196,13 @@ fn route(ctx: &Context, caller: Caller, req: &Request) -> Result<Response, ApiEr
         ["metrics"] => Ok(Response {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: ctx.live.prometheus(ctx.writes.len()),
+            body: ctx.live.prometheus(ctx.writes.len()) + &db_metrics(&ctx.health),
             headers: Vec::new(),
         }),
+        ["api", "health"] => Ok(health_json(&ctx.health)),
         ["api", "ip", ip, "usage"] => {
             let ip = own_ip(caller, ip)?;
-            Ok(Response::json(200, usage_json(ctx, &ip_subject(ip))?))
+            Ok(Response::json(200, usage_json(ctx, &ip_subject(ctx, ip))?))
         }
         ["api", "ip", ip, "sessions"] => {
             let ip = own_ip(caller, ip)?;
@@ -218,12 +229,11 @@ fn route(ctx: &Context, caller: Caller, req: &Request) -> Result<Response, ApiEr
         ["api", "session", id] => {
             let id = parse_id(id)?;
             let conn = ctx.pool.get().map_err(DbError::Pool)?;
-            let row = session(&conn, id)?.ok_or(ApiError::NotFound("no such session"))?;
-            if !row.peer.parse::<IpAddr>().is_ok_and(|p| caller.may_see(p)) {
-                return Err(ApiError::Forbidden(
-                    "that session came from another address",
-                ));
-            }
+            // Another address's session gets the same answer as a missing one, so that ids
+            // cannot be probed for existence.
+            let row = session(&conn, id)?
+                .filter(|row| row.peer.parse::<IpAddr>().is_ok_and(|p| caller.may_see(p)))
+                .ok_or(ApiError::NotFound("no such session"))?;
             let ivs = intervals(&conn, id)?;
             let mut w = JsonWriter::new();
             w.begin_object();
@@ -284,10 +294,41 @@ fn route(ctx: &Context, caller: Caller, req: &Request) -> Result<Response, ApiEr
     }
 }
 
-fn ip_subject(ip: IpAddr) -> Subject {
+/// The writer's counters in the Prometheus text format.
+fn db_metrics(h: &WriteHealth) -> String {
+    format!(
+        "# HELP btest_db_write_errors_total Database writes that failed since start (each is \
+         held and tried again).\n# TYPE btest_db_write_errors_total counter\n\
+         btest_db_write_errors_total {}\n# HELP btest_db_writes_failing 1 while writes fail \
+         and new tests are refused.\n# TYPE btest_db_writes_failing gauge\n\
+         btest_db_writes_failing {}\n",
+        h.errors_total(),
+        u8::from(h.failing())
+    )
+}
+
+/// 200 while the database takes writes, 503 (and the error) while it does not and new tests
+/// are refused. Open to all, like `/metrics`: it names no address or user.
+fn health_json(h: &WriteHealth) -> Response {
+    let failing = h.failing();
+    let mut w = JsonWriter::new();
+    w.begin_object()
+        .field_str("status", if failing { "failing" } else { "ok" })
+        .field_bool("accepting_tests", !failing)
+        .field_u64("db_write_errors_total", h.errors_total());
+    if let Some(e) = h.last_error() {
+        w.field_str("db_error", &e);
+    }
+    w.end_object();
+    Response::json(if failing { 503 } else { 200 }, w.finish())
+}
+
+/// The budget subject of `ip`: IPv6 addresses are accounted by prefix, so the usage shown is
+/// the prefix's (its name says so, e.g. `2001:db8:1:2::/64`).
+fn ip_subject(ctx: &Context, ip: IpAddr) -> Subject {
     Subject {
         kind: Kind::Ip,
-        name: Arc::from(ip.to_string()),
+        name: Arc::from(crate::server::addrkey::key_name(ip, ctx.ipv6_prefix)),
     }
 }
 
@@ -589,7 +630,7 @@ fn page_for(
     ip: IpAddr,
     req: &Request,
 ) -> Result<Response, ApiError> {
-    let usage = usage_of(ctx, &ip_subject(ip))?;
+    let usage = usage_of(ctx, &ip_subject(ctx, ip))?;
     let conn = ctx.pool.get().map_err(DbError::Pool)?;
     let sessions = sessions_of(&conn, ip, DEFAULT_LIMIT)?;
     // The chart shows the chosen session if it is this address's, else the newest one.
