@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
-use super::seq_gate::{SeqGate, Verdict};
 use super::budget::BudgetSlot;
+use super::seq_gate::{SeqGate, Verdict};
 use crate::proto::status::{STATUS_LEN, StatusMessage};
 
 /// Highest status sequence number we believe. A message "found" in random TCP payload has a

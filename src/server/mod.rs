@@ -401,16 +401,16 @@ fn handle_connection(
     let now = Instant::now();
     let deadline = now + shared.cfg.handshake_timeout;
     let command_deadline = (now + shared.cfg.command_timeout).min(deadline);
-    let request = match hs::read_request_with(
-        &mut DeadlineStream::new(&stream, command_deadline),
-        &|t| shared.registry.is_waiting(t),
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            log!(0, "{peer}: dropped: {e}");
-            return;
-        }
-    };
+    let request =
+        match hs::read_request_with(&mut DeadlineStream::new(&stream, command_deadline), &|t| {
+            shared.registry.is_waiting(t)
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                log!(0, "{peer}: dropped: {e}");
+                return;
+            }
+        };
     let mut io = DeadlineStream::new(&stream, deadline);
     match request {
         Request::Join { token } => match shared.registry.reserve(token, peer.ip()) {
