@@ -3,6 +3,7 @@
 
 pub mod latency;
 pub mod pacing;
+pub mod rx_loss;
 pub mod session;
 pub mod state;
 pub mod tcp;

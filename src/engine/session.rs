@@ -152,6 +152,9 @@ pub struct Outcome {
     pub reason: EndReason,
     /// From the start of data to the end.
     pub elapsed: Duration,
+    /// The receive clock: from the first data datagram to the end in UDP tests (a server's
+    /// session starts a round trip before the client's data arrives), else `elapsed`.
+    pub rx_elapsed: Duration,
     /// Bytes sent, all streams.
     pub tx_bytes: u64,
     /// Bytes received, all streams.
@@ -286,6 +289,30 @@ impl Session {
         })
     }
 
+    /// Reports the interval held back for its loss, if any, with the loss settled now.
+    fn release(
+        &self,
+        held: &mut Option<Held>,
+        snapshots: &mut [StreamSnapshot],
+        totals: &mut Totals,
+        on_interval: &mut impl FnMut(&Interval<'_>),
+    ) {
+        let Some(h) = held.take() else {
+            return;
+        };
+        self.state.settle_loss(snapshots);
+        let mut interval = totals.interval(
+            h.index,
+            h.duration,
+            snapshots,
+            h.local_cpu,
+            self.state.remote_cpu(),
+            false,
+        );
+        interval.tcp = h.tcp;
+        on_interval(&interval);
+    }
+
     /// Runs the test to its end, calling `on_interval` once a second and once more for the
     /// final partial interval, then stops and joins every thread.
     pub fn run(
@@ -308,12 +335,17 @@ impl Session {
         let mut live = self.threads.len();
         let mut index: u32 = 0;
         let mut snapshots = Vec::new();
+        let mut held_snapshots = Vec::new();
+        let mut held: Option<Held> = None;
         let mut totals = Totals::default();
         let mut status_seq: u32 = 0;
 
         let reason = loop {
             let next_tick = start + Duration::from_secs(u64::from(index) + 1);
-            let wake = opts.deadline.map_or(next_tick, |d| d.min(next_tick));
+            let mut wake = opts.deadline.map_or(next_tick, |d| d.min(next_tick));
+            if let Some(h) = &held {
+                wake = wake.min(h.due);
+            }
             let timeout = wake.saturating_duration_since(Instant::now());
             crossbeam_channel::select! {
                 recv(self.ended_rx) -> ended => {
@@ -330,6 +362,9 @@ impl Session {
                 recv(policy) -> _ => break EndReason::Policy,
                 default(timeout) => {
                     let now = Instant::now();
+                    if held.as_ref().is_some_and(|h| now >= h.due) {
+                        self.release(&mut held, &mut held_snapshots, &mut totals, &mut on_interval);
+                    }
                     // At the deadline the last interval is accounted after the threads have
                     // stopped, so that it also holds the bytes in flight at the stop.
                     if opts.deadline.is_some_and(|d| now >= d) {
@@ -339,19 +374,29 @@ impl Session {
                         index += 1;
                         let duration = now - last_tick;
                         last_tick = now;
+                        self.state.mark_interval_end();
                         self.state.take_streams(&mut snapshots);
                         let local_cpu = (opts.cpu)();
-                        let mut interval = totals.interval(index, duration, &snapshots, local_cpu,
-                            self.state.remote_cpu(), false);
-                        interval.tcp = self.latency.sample();
                         status_seq += 1;
+                        let rx: u64 = snapshots.iter().map(|s| s.rx_bytes).sum();
                         let msg = StatusMessage {
                             cpu: local_cpu.unwrap_or(0),
                             seq: status_seq,
-                            bytes_received: u32::try_from(interval.rx_bytes).unwrap_or(u32::MAX),
+                            bytes_received: u32::try_from(rx).unwrap_or(u32::MAX),
                         };
                         let sent = send_status(&mut opts.status_out, &self.state, &msg);
-                        on_interval(&interval);
+                        let tcp = self.latency.sample();
+                        if self.state.settles_loss() {
+                            // The line waits a reorder window for this interval's loss.
+                            std::mem::swap(&mut snapshots, &mut held_snapshots);
+                            let due = now + reorder_window(&opts.status_out);
+                            held = Some(Held { index, duration, local_cpu, tcp, due });
+                        } else {
+                            let mut interval = totals.interval(index, duration, &snapshots,
+                                local_cpu, self.state.remote_cpu(), false);
+                            interval.tcp = tcp;
+                            on_interval(&interval);
+                        }
                         if let Err(e) = sent {
                             break EndReason::Stream(tcp::classify(&e, &self.state));
                         }
@@ -359,6 +404,12 @@ impl Session {
                 }
             }
         };
+        self.release(
+            &mut held,
+            &mut held_snapshots,
+            &mut totals,
+            &mut on_interval,
+        );
 
         let end = Instant::now();
         // Sampled before the shutdown below resets the connections' state.
@@ -395,6 +446,7 @@ impl Session {
         Outcome {
             reason,
             elapsed: end - start,
+            rx_elapsed: end - self.state.rx_started().map_or(start, |t| t.max(start)),
             tx_bytes: totals.tx,
             rx_bytes: totals.rx,
             lost: totals.lost,
@@ -402,6 +454,36 @@ impl Session {
             tcp: self.latency.test_total(),
         }
     }
+}
+
+/// An interval whose figures are taken but whose loss waits for the reorder window.
+struct Held {
+    index: u32,
+    duration: Duration,
+    local_cpu: Option<u8>,
+    tcp: Option<TcpLatency>,
+    /// When the reorder window after the interval's end has passed.
+    due: Instant,
+}
+
+/// The reorder window of a UDP test, from the round-trip time of its control connection.
+fn reorder_window(out: &StatusOut) -> Duration {
+    #[cfg(unix)]
+    let rtt = match out {
+        StatusOut::Direct(s) => {
+            use std::os::fd::AsRawFd;
+            crate::sys::tcp_info::tcp_stats(s.as_raw_fd())
+                .filter(|t| t.rtt_us > 0)
+                .map(|t| Duration::from_micros(u64::from(t.rtt_us)))
+        }
+        _ => None,
+    };
+    #[cfg(not(unix))]
+    let rtt = {
+        let _ = out;
+        None
+    };
+    super::rx_loss::reorder_window(rtt)
 }
 
 /// Shuts a UDP socket down. An unconnected socket answers `ENOTCONN`, but Linux still marks it
