@@ -460,7 +460,10 @@ fn twenty_connections_join_in_parallel() {
         .into_iter()
         .find(|l| l.index.is_none() && l.dir == "TX")
         .expect("TX summary");
-    assert!((summary.secs.unwrap() - 10.0).abs() < 0.05, "{summary:?}");
+    // The test itself lasts its 10 s (a late wake-up under load may add a little).
+    let secs = summary.secs.unwrap();
+    eprintln!("longpath: the client's summary covers {secs:.2} s");
+    assert!((9.95..10.3).contains(&secs), "{summary:?}");
     let end = server.wait_for("session 1 end", Duration::from_secs(5));
     assert!(end.contains("conns=20"), "{end}");
 }
