@@ -1,6 +1,7 @@
 //! The data plane shared by client and server: one thread per stream direction, pacing, the
 //! once-a-second status exchange and interval accounting.
 
+mod intervals;
 pub mod latency;
 pub mod pacing;
 pub mod rx_loss;

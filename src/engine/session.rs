@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::intervals::{Held, Hold, Totals, reorder_window};
 use super::latency::{LatencyProbe, TcpLatency};
 use super::state::{StreamSnapshot, TestState};
 use super::tcp::{self, ReceivePlan, SendPlan};
@@ -292,25 +293,23 @@ impl Session {
     /// Reports the interval held back for its loss, if any, with the loss settled now.
     fn release(
         &self,
-        held: &mut Option<Held>,
-        snapshots: &mut [StreamSnapshot],
+        hold: &mut Hold,
         totals: &mut Totals,
         on_interval: &mut impl FnMut(&Interval<'_>),
     ) {
-        let Some(h) = held.take() else {
-            return;
-        };
-        self.state.settle_loss(snapshots);
-        let mut interval = totals.interval(
-            h.index,
-            h.duration,
-            snapshots,
-            h.local_cpu,
-            self.state.remote_cpu(),
-            false,
-        );
-        interval.tcp = h.tcp;
-        on_interval(&interval);
+        if let Some((h, snapshots)) = hold.release(&self.state) {
+            let remote_cpu = self.state.remote_cpu();
+            let mut interval = totals.interval(
+                h.index,
+                h.duration,
+                snapshots,
+                h.local_cpu,
+                remote_cpu,
+                false,
+            );
+            interval.tcp = h.tcp;
+            on_interval(&interval);
+        }
     }
 
     /// Runs the test to its end, calling `on_interval` once a second and once more for the
@@ -335,16 +334,15 @@ impl Session {
         let mut live = self.threads.len();
         let mut index: u32 = 0;
         let mut snapshots = Vec::new();
-        let mut held_snapshots = Vec::new();
-        let mut held: Option<Held> = None;
+        let mut hold = Hold::default();
         let mut totals = Totals::default();
         let mut status_seq: u32 = 0;
 
         let reason = loop {
             let next_tick = start + Duration::from_secs(u64::from(index) + 1);
             let mut wake = opts.deadline.map_or(next_tick, |d| d.min(next_tick));
-            if let Some(h) = &held {
-                wake = wake.min(h.due);
+            if let Some(due) = hold.due() {
+                wake = wake.min(due);
             }
             let timeout = wake.saturating_duration_since(Instant::now());
             crossbeam_channel::select! {
@@ -362,8 +360,8 @@ impl Session {
                 recv(policy) -> _ => break EndReason::Policy,
                 default(timeout) => {
                     let now = Instant::now();
-                    if held.as_ref().is_some_and(|h| now >= h.due) {
-                        self.release(&mut held, &mut held_snapshots, &mut totals, &mut on_interval);
+                    if hold.due().is_some_and(|due| now >= due) {
+                        self.release(&mut hold, &mut totals, &mut on_interval);
                     }
                     // At the deadline the last interval is accounted after the threads have
                     // stopped, so that it also holds the bytes in flight at the stop.
@@ -388,9 +386,8 @@ impl Session {
                         let tcp = self.latency.sample();
                         if self.state.settles_loss() {
                             // The line waits a reorder window for this interval's loss.
-                            std::mem::swap(&mut snapshots, &mut held_snapshots);
                             let due = now + reorder_window(&opts.status_out);
-                            held = Some(Held { index, duration, local_cpu, tcp, due });
+                            hold.hold(Held { index, duration, local_cpu, tcp, due }, &mut snapshots);
                         } else {
                             let mut interval = totals.interval(index, duration, &snapshots,
                                 local_cpu, self.state.remote_cpu(), false);
@@ -404,12 +401,7 @@ impl Session {
                 }
             }
         };
-        self.release(
-            &mut held,
-            &mut held_snapshots,
-            &mut totals,
-            &mut on_interval,
-        );
+        self.release(&mut hold, &mut totals, &mut on_interval);
 
         let end = Instant::now();
         // Sampled before the shutdown below resets the connections' state.
@@ -456,36 +448,6 @@ impl Session {
     }
 }
 
-/// An interval whose figures are taken but whose loss waits for the reorder window.
-struct Held {
-    index: u32,
-    duration: Duration,
-    local_cpu: Option<u8>,
-    tcp: Option<TcpLatency>,
-    /// When the reorder window after the interval's end has passed.
-    due: Instant,
-}
-
-/// The reorder window of a UDP test, from the round-trip time of its control connection.
-fn reorder_window(out: &StatusOut) -> Duration {
-    #[cfg(unix)]
-    let rtt = match out {
-        StatusOut::Direct(s) => {
-            use std::os::fd::AsRawFd;
-            crate::sys::tcp_info::tcp_stats(s.as_raw_fd())
-                .filter(|t| t.rtt_us > 0)
-                .map(|t| Duration::from_micros(u64::from(t.rtt_us)))
-        }
-        _ => None,
-    };
-    #[cfg(not(unix))]
-    let rtt = {
-        let _ = out;
-        None
-    };
-    super::rx_loss::reorder_window(rtt)
-}
-
 /// Shuts a UDP socket down. An unconnected socket answers `ENOTCONN`, but Linux still marks it
 /// shut and wakes its blocked readers and writers, which is all we want.
 fn shutdown_udp(socket: &UdpSocket) {
@@ -509,50 +471,5 @@ fn send_status(out: &mut StatusOut, state: &TestState, msg: &StatusMessage) -> i
             Ok(())
         }
         StatusOut::Direct(stream) => stream.write_all(&msg.encode()),
-    }
-}
-
-#[derive(Default)]
-struct Totals {
-    tx: u64,
-    rx: u64,
-    lost: u64,
-    per_stream: Vec<(u64, u64)>,
-}
-
-impl Totals {
-    fn interval<'a>(
-        &mut self,
-        index: u32,
-        duration: Duration,
-        streams: &'a [StreamSnapshot],
-        local_cpu: Option<u8>,
-        remote_cpu: Option<u8>,
-        last: bool,
-    ) -> Interval<'a> {
-        let (mut tx, mut rx, mut lost) = (0, 0, 0);
-        self.per_stream.resize(streams.len(), (0, 0));
-        for (s, total) in streams.iter().zip(self.per_stream.iter_mut()) {
-            tx += s.tx_bytes;
-            rx += s.rx_bytes;
-            lost += s.lost;
-            total.0 += s.tx_bytes;
-            total.1 += s.rx_bytes;
-        }
-        self.tx += tx;
-        self.rx += rx;
-        self.lost += lost;
-        Interval {
-            index,
-            duration,
-            tx_bytes: tx,
-            rx_bytes: rx,
-            lost,
-            streams,
-            local_cpu,
-            remote_cpu,
-            last,
-            tcp: None,
-        }
     }
 }
