@@ -566,3 +566,67 @@ fn server_udp_receive_rate_uses_the_receive_clock() {
     );
     assert!(off <= 0.3, "{end}");
 }
+
+/// A join that fails ends the attempt as it always has, parallel or not: an error and exit
+/// code 1, and the connections that did join are closed. (Loopback; no namespace needed.)
+#[test]
+fn a_failed_join_ends_the_attempt() {
+    use btest_rs::handshake::server::{accept, read_request};
+    use std::net::TcpListener;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let fake = std::thread::spawn(move || {
+        let (mut primary, _) = listener.accept().unwrap();
+        read_request(&mut primary).unwrap();
+        accept(&mut primary, 0x1234, None).unwrap();
+        // The client gives up at the first failure, so some joins may never come.
+        listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let (mut accepted, mut left_open) = (0, 0);
+        while accepted < 4 && Instant::now() < deadline {
+            let mut s = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                Err(e) => panic!("accept: {e}"),
+            };
+            accepted += 1;
+            if accepted == 1 {
+                continue; // closed without HELLO: this join fails
+            }
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = read_request(&mut s);
+            match s.read(&mut [0u8; 1]) {
+                Ok(0) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                _ => left_open += 1,
+            }
+        }
+        drop(primary);
+        left_open
+    });
+    let started = Instant::now();
+    let out = Command::new(BTEST)
+        .args([
+            "-c",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-t",
+            "--connections",
+            "5",
+            "-d",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{stderr}");
+    assert_eq!(fake.join().unwrap(), 0, "every joined connection is closed");
+}
