@@ -1,5 +1,6 @@
 //! The client: connect, handshake, join secondary connections, run the engine, print.
 
+mod join;
 mod output;
 mod udp;
 
@@ -275,25 +276,8 @@ fn run_tcp(started: Started<'_>, hooks: Hooks<'_>) -> Result<Report, ClientError
                 cfg.connections
             );
         } else {
-            for _ in 1..cfg.connections {
-                let mut s =
-                    TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT).map_err(|source| {
-                        ClientError::Connect {
-                            host: cfg.host.clone(),
-                            source,
-                        }
-                    })?;
-                prepare(&s).map_err(ClientError::Io)?;
-                hs::join(&mut s, established.token).map_err(ClientError::Handshake)?;
-                streams.push(s);
-                crate::log!(
-                    1,
-                    "connection {}/{} joined session {:#06x}",
-                    streams.len(),
-                    cfg.connections,
-                    established.token
-                );
-            }
+            let extra = usize::from(cfg.connections).saturating_sub(1);
+            streams.extend(join::join_all(cfg, addr, established.token, extra)?);
         }
     }
 

@@ -3,8 +3,10 @@
 
 pub mod acked;
 pub mod budget;
+mod intervals;
 pub mod latency;
 pub mod pacing;
+pub mod rx_loss;
 pub mod seq_gate;
 pub mod session;
 pub mod state;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::acked::AckMeter;
+use super::intervals::{Held, Hold, Totals, reorder_window};
 use super::latency::{LatencyProbe, TcpLatency};
 use super::state::{StreamSnapshot, TestState};
 use super::tcp::{self, ReceivePlan, SendPlan};
@@ -156,6 +157,9 @@ pub struct Outcome {
     pub reason: EndReason,
     /// From the start of data to the end.
     pub elapsed: Duration,
+    /// The receive clock: from the first data datagram to the end in UDP tests (a server's
+    /// session starts a round trip before the client's data arrives), else `elapsed`.
+    pub rx_elapsed: Duration,
     /// Bytes sent, all streams.
     pub tx_bytes: u64,
     /// Bytes received, all streams.
@@ -299,6 +303,28 @@ impl Session {
         })
     }
 
+    /// Reports the interval held back for its loss, if any, with the loss settled now.
+    fn release(
+        &self,
+        hold: &mut Hold,
+        totals: &mut Totals,
+        on_interval: &mut impl FnMut(&Interval<'_>),
+    ) {
+        if let Some((h, snapshots)) = hold.release(&self.state) {
+            let remote_cpu = self.state.remote_cpu();
+            let mut interval = totals.interval(
+                h.index,
+                h.duration,
+                snapshots,
+                h.local_cpu,
+                remote_cpu,
+                false,
+            );
+            interval.tcp = h.tcp;
+            on_interval(&interval);
+        }
+    }
+
     /// Runs the test to its end, calling `on_interval` once a second and once more for the
     /// final partial interval, then stops and joins every thread.
     pub fn run(
@@ -321,12 +347,16 @@ impl Session {
         let mut live = self.threads.len();
         let mut index: u32 = 0;
         let mut snapshots = Vec::new();
+        let mut hold = Hold::default();
         let mut totals = Totals::default();
         let mut status_seq: u32 = 0;
 
         let reason = loop {
             let next_tick = start + Duration::from_secs(u64::from(index) + 1);
-            let wake = opts.deadline.map_or(next_tick, |d| d.min(next_tick));
+            let mut wake = opts.deadline.map_or(next_tick, |d| d.min(next_tick));
+            if let Some(due) = hold.due() {
+                wake = wake.min(due);
+            }
             let timeout = wake.saturating_duration_since(Instant::now());
             crossbeam_channel::select! {
                 recv(self.ended_rx) -> ended => {
@@ -347,6 +377,9 @@ impl Session {
                 recv(policy) -> _ => break EndReason::Policy,
                 default(timeout) => {
                     let now = Instant::now();
+                    if hold.due().is_some_and(|due| now >= due) {
+                        self.release(&mut hold, &mut totals, &mut on_interval);
+                    }
                     // At the deadline the last interval is accounted after the threads have
                     // stopped, so that it also holds the bytes in flight at the stop.
                     if opts.deadline.is_some_and(|d| now >= d) {
@@ -356,20 +389,29 @@ impl Session {
                         index += 1;
                         let duration = now - last_tick;
                         last_tick = now;
+                        self.state.mark_interval_end();
                         self.state.take_streams(&mut snapshots);
                         self.acked.apply(&mut snapshots);
                         let local_cpu = (opts.cpu)();
-                        let mut interval = totals.interval(index, duration, &snapshots, local_cpu,
-                            self.state.remote_cpu(), false);
-                        interval.tcp = self.latency.sample();
                         status_seq += 1;
+                        let rx: u64 = snapshots.iter().map(|s| s.rx_bytes).sum();
                         let msg = StatusMessage {
                             cpu: local_cpu.unwrap_or(0),
                             seq: status_seq,
-                            bytes_received: u32::try_from(interval.rx_bytes).unwrap_or(u32::MAX),
+                            bytes_received: u32::try_from(rx).unwrap_or(u32::MAX),
                         };
                         let sent = send_status(&mut opts.status_out, &self.state, &msg);
-                        on_interval(&interval);
+                        let tcp = self.latency.sample();
+                        if self.state.settles_loss() {
+                            // The line waits a reorder window for this interval's loss.
+                            let due = now + reorder_window(&opts.status_out);
+                            hold.hold(Held { index, duration, local_cpu, tcp, due }, &mut snapshots);
+                        } else {
+                            let mut interval = totals.interval(index, duration, &snapshots,
+                                local_cpu, self.state.remote_cpu(), false);
+                            interval.tcp = tcp;
+                            on_interval(&interval);
+                        }
                         if let Err(e) = sent {
                             break EndReason::Stream(tcp::classify(&e, &self.state));
                         }
@@ -377,6 +419,7 @@ impl Session {
                 }
             }
         };
+        self.release(&mut hold, &mut totals, &mut on_interval);
 
         let end = Instant::now();
         // Sampled before the shutdown below resets the connections' state.
@@ -417,6 +460,7 @@ impl Session {
         Outcome {
             reason,
             elapsed: end - start,
+            rx_elapsed: end - self.state.rx_started().map_or(start, |t| t.max(start)),
             tx_bytes: totals.tx,
             rx_bytes: totals.rx,
             lost: totals.lost,
@@ -450,50 +494,5 @@ fn send_status(out: &mut StatusOut, state: &TestState, msg: &StatusMessage) -> i
             Ok(())
         }
         StatusOut::Direct(stream) => stream.write_all(&msg.encode()),
-    }
-}
-
-#[derive(Default)]
-struct Totals {
-    tx: u64,
-    rx: u64,
-    lost: u64,
-    per_stream: Vec<(u64, u64)>,
-}
-
-impl Totals {
-    fn interval<'a>(
-        &mut self,
-        index: u32,
-        duration: Duration,
-        streams: &'a [StreamSnapshot],
-        local_cpu: Option<u8>,
-        remote_cpu: Option<u8>,
-        last: bool,
-    ) -> Interval<'a> {
-        let (mut tx, mut rx, mut lost) = (0, 0, 0);
-        self.per_stream.resize(streams.len(), (0, 0));
-        for (s, total) in streams.iter().zip(self.per_stream.iter_mut()) {
-            tx += s.tx_bytes;
-            rx += s.rx_bytes;
-            lost += s.lost;
-            total.0 += s.tx_bytes;
-            total.1 += s.rx_bytes;
-        }
-        self.tx += tx;
-        self.rx += rx;
-        self.lost += lost;
-        Interval {
-            index,
-            duration,
-            tx_bytes: tx,
-            rx_bytes: rx,
-            lost,
-            streams,
-            local_cpu,
-            remote_cpu,
-            last,
-            tcp: None,
-        }
     }
 }

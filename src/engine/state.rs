@@ -1,12 +1,14 @@
 //! The state one test shares between its threads: atomics updated per packet with `Relaxed`,
 //! swapped out once per interval by the session driver.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
 use super::budget::BudgetSlot;
+use super::rx_loss::IntervalLoss;
 use super::seq_gate::{SeqGate, Verdict};
 use crate::proto::status::{STATUS_LEN, StatusMessage};
 
@@ -92,6 +94,11 @@ impl StreamCounters {
         self.duplicates.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Takes the datagrams lost since the last take.
+    pub fn take_lost(&self) -> u64 {
+        self.lost.swap(0, Ordering::Relaxed)
+    }
+
     /// Swaps every counter to zero and returns what it held, so each byte is reported in
     /// exactly one interval.
     pub fn take(&self) -> StreamSnapshot {
@@ -159,6 +166,10 @@ pub struct TestState {
     pub status_slot: StatusSlot,
     /// The byte budget streams draw from (see [`super::budget`]); unset means unlimited.
     pub budget: BudgetSlot,
+    /// UDP receivers whose loss the driver settles per interval.
+    interval_loss: Mutex<Vec<Arc<dyn IntervalLoss>>>,
+    /// When the first data datagram arrived (UDP): the start of the receive clock.
+    rx_started: OnceLock<Instant>,
 }
 
 impl TestState {
@@ -179,6 +190,8 @@ impl TestState {
             remote_reports: AtomicU64::new(0),
             status_slot: StatusSlot::default(),
             budget: BudgetSlot::default(),
+            interval_loss: Mutex::new(Vec::new()),
+            rx_started: OnceLock::new(),
         })
     }
 
@@ -213,6 +226,45 @@ impl TestState {
     pub fn take_streams(&self, out: &mut Vec<StreamSnapshot>) {
         out.clear();
         out.extend(self.streams.lock().iter().map(|s| s.take()));
+    }
+
+    /// Registers a receiver whose loss is settled per interval (see `rx_loss`).
+    pub fn add_interval_loss(&self, loss: Arc<dyn IntervalLoss>) {
+        self.interval_loss.lock().push(loss);
+    }
+
+    /// True when some receiver's loss is settled per interval: the driver then holds each
+    /// interval back for a reorder window.
+    pub fn settles_loss(&self) -> bool {
+        !self.interval_loss.lock().is_empty()
+    }
+
+    /// The interval ends now: every receiver remembers where its sequences stand.
+    pub fn mark_interval_end(&self) {
+        for l in self.interval_loss.lock().iter() {
+            l.mark_interval_end();
+        }
+    }
+
+    /// The reorder window after the last mark has passed: receivers declare what is still
+    /// missing, and each stream's loss is added to `out` (in registration order).
+    pub fn settle_loss(&self, out: &mut [StreamSnapshot]) {
+        for l in self.interval_loss.lock().iter() {
+            l.settle();
+        }
+        for (s, snap) in self.streams.lock().iter().zip(out.iter_mut()) {
+            snap.lost += s.take_lost();
+        }
+    }
+
+    /// Starts the receive clock, unless it has started.
+    pub fn note_rx_start(&self) {
+        self.rx_started.get_or_init(Instant::now);
+    }
+
+    /// When the first data datagram arrived, if one has.
+    pub fn rx_started(&self) -> Option<Instant> {
+        self.rx_started.get().copied()
     }
 
     /// Current per-stream transmit rate in bit/s (0 = unpaced): the test's rate shared evenly

@@ -29,10 +29,11 @@ use std::time::{Duration, Instant};
 use super::RECV_TIMEOUT;
 use super::budget::Flow;
 use super::pacing::Pacer;
+use super::rx_loss::RxGroup;
 use super::session::StreamEnd;
 use super::state::{StreamCounters, TestState};
 use super::tcp::{classify, payload_buffer};
-use crate::proto::udp::{LossCounts, SeqTracker, read_seq};
+use crate::proto::udp::read_seq;
 use crate::proto::{Payload, StatusScanner};
 
 /// Most datagrams moved by one system call.
@@ -283,42 +284,6 @@ impl Router {
     }
 }
 
-/// Per-stream state of a receiver, touched only by its thread.
-struct RxStream {
-    tracker: SeqTracker,
-    counters: Arc<StreamCounters>,
-    bytes: u64,
-    packets: u64,
-    /// Datagrams since the last expiry, to size how far back losses may still be revised.
-    since_expire: u64,
-}
-
-impl RxStream {
-    /// Moves what the last batch added into the shared counters.
-    fn flush(&mut self, totals: &UdpTotals) {
-        if self.packets > 0 {
-            self.counters.add_rx(self.bytes);
-            self.counters.add_rx_packets(self.packets);
-            self.bytes = 0;
-            self.packets = 0;
-        }
-        let c = self.tracker.take_interval();
-        self.account(c, totals);
-    }
-
-    fn account(&self, c: LossCounts, totals: &UdpTotals) {
-        if c.lost + c.reordered + c.duplicates > 0 {
-            self.counters.add_lost(c.lost);
-            self.counters.add_reordered(c.reordered);
-            self.counters.add_duplicates(c.duplicates);
-        }
-        totals.received.fetch_add(c.received, Ordering::Relaxed);
-        totals.lost.fetch_add(c.lost, Ordering::Relaxed);
-        totals.reordered.fetch_add(c.reordered, Ordering::Relaxed);
-        totals.duplicates.fetch_add(c.duplicates, Ordering::Relaxed);
-    }
-}
-
 /// Receives datagrams until the test stops, counting bytes as whole IP packets and loss,
 /// reordering and duplicates per stream from the sequence numbers.
 ///
@@ -330,33 +295,27 @@ pub fn receive_loop(
     streams: Vec<Arc<StreamCounters>>,
     plan: UdpReceivePlan,
 ) -> StreamEnd {
-    let mut rx_streams: Vec<RxStream> = streams
-        .into_iter()
-        .map(|counters| RxStream {
-            tracker: SeqTracker::new(),
-            counters,
-            bytes: 0,
-            packets: 0,
-            since_expire: 0,
-        })
-        .collect();
-    if rx_streams.is_empty() {
+    if streams.is_empty() {
         return StreamEnd::Stopped;
     }
-    let mut router = Router::new(plan.demux, rx_streams.len());
+    let mut router = Router::new(plan.demux, streams.len());
+    // Shared with the session driver, which settles each interval's loss (see rx_loss).
+    let group = RxGroup::new(streams, plan.totals.clone());
+    state.add_interval_loss(group.clone());
     let mut rx = batch::RxBatch::new();
     let overhead = crate::proto::udp::wire_bytes(0, plan.ipv6);
     let peer_ip = normalize(plan.peer_ip);
     let mut strangers = 0u64;
-    let mut last_expire = Instant::now();
     let mut allowance = state.budget.allowance(Flow::Rx);
     let mut spent = false;
+    let mut receiving = false;
     let end = loop {
         if !state.running() {
             break StreamEnd::Stopped;
         }
         match rx.recv(&sock) {
             Ok(count) => {
+                let mut rx_streams = group.lock();
                 for k in 0..count {
                     let Some((src, len, head)) = rx.get(k) else {
                         continue;
@@ -383,14 +342,19 @@ pub fn receive_loop(
                     s.tracker.record(seq);
                     s.bytes += len as u64 + overhead;
                     s.packets += 1;
-                    s.since_expire += 1;
+                    receiving = true;
                 }
-                for s in &mut rx_streams {
+                for s in rx_streams.iter_mut() {
                     if s.packets > 0 {
-                        s.flush(&plan.totals);
+                        s.flush(group.totals());
                         // The peer's data is a sign of life for the control reader.
                         state.note_data();
                     }
+                }
+                drop(rx_streams);
+                if receiving {
+                    // The receive clock starts with the first data datagram.
+                    state.note_rx_start();
                 }
                 if spent {
                     break StreamEnd::BudgetSpent;
@@ -406,23 +370,9 @@ pub fn receive_loop(
                 ) => {}
             Err(e) => break classify(&e, state),
         }
-        if last_expire.elapsed() >= Duration::from_secs(1) {
-            // A slow stream would take thousands of seconds to slide its window past a loss:
-            // declare numbers more than a second's worth of datagrams behind as lost now.
-            last_expire = Instant::now();
-            for s in &mut rx_streams {
-                s.tracker.expire_older_than(s.since_expire.max(64));
-                s.since_expire = 0;
-                s.flush(&plan.totals);
-            }
-        }
     };
-    for s in &mut rx_streams {
-        s.flush(&plan.totals);
-        // Every number still missing up to the highest seen is lost now: the test is over.
-        let last = s.tracker.finish();
-        s.account(last, &plan.totals);
-    }
+    // Every number still missing up to the highest seen is lost now: the test is over.
+    group.finish();
     plan.strangers.fetch_add(strangers, Ordering::Relaxed);
     end
 }

@@ -90,6 +90,10 @@ pub const MAX_COUNTED_GAP: u64 = 1 << 24;
 /// `ext as u32` gives the raw number back.
 const EXT_ORIGIN: u64 = 1 << 32;
 
+/// A position in a [`SeqTracker`]'s sequence space, from [`SeqTracker::mark`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqMark(u64);
+
 /// Per-interval or total datagram counts of a [`SeqTracker`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LossCounts {
@@ -330,6 +334,26 @@ impl SeqTracker {
         }
         let new_floor = self.highest.saturating_sub(keep);
         self.slide_floor(new_floor.max(self.floor));
+    }
+
+    /// Where the sequence stands now: the highest number accepted so far (`None` before the
+    /// first datagram). Every number below it that has not arrived is a known gap; handing
+    /// the mark to [`declare_missing_through`](SeqTracker::declare_missing_through) later
+    /// declares those that are still missing then.
+    pub fn mark(&self) -> Option<SeqMark> {
+        self.started.then_some(SeqMark(self.highest))
+    }
+
+    /// Declares lost every number up to `mark` that has not arrived (numbers already decided
+    /// are not counted again). This is how loss lands in the interval it was due in: take a
+    /// mark at the end of an interval, wait a reorder window, then declare through the mark
+    /// and account the result to that interval. A mark from an older sequence space (the peer
+    /// restarted) or at or below the decided numbers does nothing.
+    pub fn declare_missing_through(&mut self, mark: SeqMark) {
+        if !self.started || mark.0 < self.floor {
+            return;
+        }
+        self.slide_floor(mark.0.min(self.highest) + 1);
     }
 
     /// Counts since the previous call (or since creation), and starts a new interval.
@@ -602,6 +626,27 @@ mod tests {
         assert_eq!(t.late_after_loss(), 1);
         assert_eq!(t.finish().lost, 0);
         assert_eq!(t.totals().lost, 1);
+    }
+
+    #[test]
+    fn declare_through_a_mark_spares_later_gaps_and_filled_ones() {
+        let mut t = SeqTracker::new();
+        assert_eq!(t.mark(), None);
+        t.declare_missing_through(SeqMark(EXT_ORIGIN + 5)); // not started: nothing
+        for s in [0u32, 2, 4] {
+            t.record(s);
+        }
+        let mark = t.mark().unwrap();
+        t.record(1); // fills a gap before the declaration: reordered
+        t.record(7); // 5 and 6: gaps after the mark
+        t.declare_missing_through(mark);
+        assert_eq!(t.take_interval(), counts(5, 1, 1, 0), "only 3 is lost");
+        t.declare_missing_through(mark); // twice: nothing more
+        assert_eq!(t.take_interval().lost, 0);
+        t.record(3); // after its loss: late, not un-lost
+        assert_eq!(t.late_after_loss(), 1);
+        assert_eq!(t.finish().lost, 2);
+        assert_eq!(t.totals(), counts(6, 3, 2, 0));
     }
 
     /// Tiny xorshift PRNG so the test needs no crate.

@@ -393,6 +393,7 @@ mod tests {
         let outcome = Outcome {
             reason: EndReason::Duration,
             elapsed: Duration::from_millis(1500),
+            rx_elapsed: Duration::from_millis(1500),
             tx_bytes: 450,
             rx_bytes: 15,
             lost: 0,

@@ -195,7 +195,7 @@ impl Ticket for RecordingTicket {
         let o = summary.outcome;
         let secs = o.elapsed.as_secs_f64();
         let tx_mbps = bits_per_second(o.tx_bytes, o.elapsed) / 1e6;
-        let rx_mbps = bits_per_second(o.rx_bytes, o.elapsed) / 1e6;
+        let rx_mbps = bits_per_second(o.rx_bytes, o.rx_elapsed) / 1e6;
         if let Some(s) = &self.syslog {
             s.send(
                 Severity::Notice,
@@ -302,6 +302,7 @@ mod tests {
         let outcome = Outcome {
             reason: EndReason::Duration,
             elapsed: Duration::from_secs(2),
+            rx_elapsed: Duration::from_secs(2),
             tx_bytes: 2_500_000,
             rx_bytes: 500_000,
             lost: 0,

@@ -140,7 +140,7 @@ pub(super) fn log_session_end(
         outcome.tx_bytes,
         outcome.rx_bytes,
         format_rate(bits_per_second(outcome.tx_bytes, outcome.elapsed)),
-        format_rate(bits_per_second(outcome.rx_bytes, outcome.elapsed)),
+        format_rate(bits_per_second(outcome.rx_bytes, outcome.rx_elapsed)),
         outcome.reason.describe()
     );
     if crate::log::enabled(1) && outcome.per_stream.len() > 1 {

@@ -94,6 +94,7 @@ fn outcome(tx: u64, rx: u64) -> Outcome {
     Outcome {
         reason: EndReason::Duration,
         elapsed: Duration::from_millis(3010),
+        rx_elapsed: Duration::from_millis(3010),
         tx_bytes: tx,
         rx_bytes: rx,
         lost: 0,
