@@ -282,8 +282,12 @@ fn udp_versus() {
             || btest_sample(&["-u", "-r", "--udp-size", &size], &["RX"]),
             || iperf3_sample(&["-u", "-R", "-b", "0", "-l", &payload], arrived),
         );
-        emit(name, ours / packet as f64, "pps");
-        emit(&format!("iperf3_{name}"), theirs / packet as f64, "pps");
+        emit(&format!("{name}_versus"), ours / packet as f64, "pps");
+        emit(
+            &format!("iperf3_{name}_versus"),
+            theirs / packet as f64,
+            "pps",
+        );
         emit(&format!("{name}_ratio_iperf3"), ratio(ours, theirs), "x");
         if packet == 1500 {
             emit("udp_cpu_s_per_gb_versus", ours_cpu, "s/GB");
