@@ -1,5 +1,5 @@
-//! Whole-test TCP benchmarks: our client against our server over loopback, and iperf3 in the
-//! same run so the ratio means something. Prints one `bench=<name> value=<n> unit=<u>` line per
+//! Whole-test TCP benchmarks: our client against our server over loopback (the comparisons
+//! with iperf3 are in `benches/versus.rs`). Prints one `bench=<name> value=<n> unit=<u>` line per
 //! figure. `BENCH_SECS` (default 10) sets the length of each test.
 
 use std::process::{Command, Stdio};
@@ -104,18 +104,9 @@ fn mbps(bytes: u64, secs: f64) -> f64 {
     bytes as f64 * 8.0 / secs / 1e6
 }
 
-fn cpu_s_per_gb(cpu: Duration, bytes: u64) -> f64 {
-    cpu.as_secs_f64() / (bytes as f64 / 1e9).max(1e-9)
-}
-
+/// Rate accuracy and a multi-connection figure; the single-connection rates and CPU per
+/// gigabyte, beside iperf3's, are in `benches/versus.rs`.
 fn tcp() {
-    let (_, rx, s, cpu) = btest_run(&["-r"]);
-    report("tcp_rx_mbps", mbps(rx, s), "Mbps");
-    report("tcp_cpu_s_per_gb", cpu_s_per_gb(cpu, rx), "s/GB");
-    let (tx, _, s, _) = btest_run(&["-t"]);
-    report("tcp_tx_mbps", mbps(tx, s), "Mbps");
-    let (tx, rx, s, _) = btest_run(&["-t", "-r"]);
-    report("tcp_both_mbps", mbps(tx + rx, s), "Mbps");
     let (_, rx, s, _) = btest_run(&["-r", "-b", "500M"]);
     let achieved = mbps(rx, s);
     report(
@@ -125,42 +116,6 @@ fn tcp() {
     );
     let (_, rx, s, _) = btest_run(&["-r", "--connections", "4"]);
     report("tcp_4conn_mbps", mbps(rx, s), "Mbps");
-}
-
-fn iperf3() {
-    if Command::new("iperf3").arg("--version").output().is_err() {
-        println!("# iperf3 not installed: no peer figures (apt-get install iperf3)");
-        return;
-    }
-    let port = free_port().to_string();
-    let cpu_before = children_cpu();
-    let mut server = Command::new("iperf3")
-        .args(["-s", "-1", "-p", &port])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("iperf3 -s");
-    std::thread::sleep(Duration::from_millis(300));
-    let out = Command::new("iperf3")
-        .args([
-            "-c",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-t",
-            &secs().to_string(),
-            "-J",
-        ])
-        .output()
-        .expect("iperf3 -c");
-    let _ = server.wait();
-    let cpu = children_cpu() - cpu_before;
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let received = &json["end"]["sum_received"];
-    let bytes = received["bytes"].as_u64().unwrap_or(0);
-    let seconds = received["seconds"].as_f64().unwrap_or(secs() as f64);
-    report("iperf3_tcp_mbps", mbps(bytes, seconds), "Mbps");
-    report("iperf3_cpu_s_per_gb", cpu_s_per_gb(cpu, bytes), "s/GB");
 }
 
 fn status_scan() {
@@ -283,8 +238,9 @@ fn server_rss() {
         let _ = c.wait();
     }
     report("server_rss_kib_idle", idle as f64, "KiB");
+    // Per session with 100 sessions: benches/versus.rs.
     report(
-        "server_rss_kib_per_session",
+        "server_rss_kib_20_sessions",
         busy.saturating_sub(idle) as f64 / 20.0,
         "KiB",
     );
@@ -337,5 +293,4 @@ fn main() {
     join_latency();
     server_rss();
     tcp();
-    iperf3();
 }

@@ -72,8 +72,17 @@ pub fn send_loop(
     counters: &StreamCounters,
     plan: SendPlan,
 ) -> StreamEnd {
-    let max_paced = plan.tx_size.max(1);
-    let buf = payload_buffer(UNPACED_WRITE.max(max_paced), plan.payload);
+    let mut rate = state.tx_rate_bps();
+    let buf = payload_buffer(UNPACED_WRITE.max(plan.tx_size), plan.payload);
+    // A sender that starts unlimited is later paced only by the 1.5x rule, which keeps it
+    // half again above what the peer takes: it writes as large as an unpaced one (writing
+    // `tx_size`, 32 KiB, there made up to four times the system calls per gigabyte). A rate
+    // the user asked for keeps `tx_size` units so that it stays smooth.
+    let max_paced = if rate == 0 {
+        buf.len()
+    } else {
+        plan.tx_size.max(1)
+    };
     let unit_for = |rate: u64| {
         if rate == 0 {
             buf.len()
@@ -81,7 +90,6 @@ pub fn send_loop(
             unit_for_rate(rate, max_paced)
         }
     };
-    let mut rate = state.tx_rate_bps();
     let mut unit = unit_for(rate);
     let mut pacer = Pacer::new(rate, unit);
     let mut progress = Progress::new(&stream);

@@ -7,3 +7,5 @@ pub mod random;
 pub mod signal;
 pub mod sockopt;
 pub mod tcp_info;
+#[cfg(target_os = "linux")]
+pub mod udp_gso;
