@@ -3,6 +3,7 @@
 CARGO ?= cargo
 PORT ?= 2000
 DEMO_SECS ?= 5
+DEMO_SVG ?= $(TARGET_DIR)/demo.svg
 # Honour CARGO_TARGET_DIR so every path below follows cargo.
 TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/release/btest
@@ -98,14 +99,17 @@ check-contrib: ## sh -n on init scripts; systemd-analyze verify on the units whe
 		else echo "# systemd-analyze verify: units clean"; fi; \
 	else echo "# systemd-analyze not found: units not verified"; fi
 
-demo: build ## a server and a client on 127.0.0.1, DEMO_SECS each way
+demo: build ## a server and a client on 127.0.0.1, DEMO_SECS each way, then both ways as an SVG
 	@$(BIN) -s --listen 127.0.0.1 -P $(PORT) & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
 	sleep 0.5; \
 	echo "== client receives (server transmits) for $(DEMO_SECS) s"; \
 	$(BIN) -c 127.0.0.1 -P $(PORT) -r -d $(DEMO_SECS) || exit $$?; \
 	echo "== client transmits (server receives) for $(DEMO_SECS) s"; \
-	$(BIN) -c 127.0.0.1 -P $(PORT) -t -d $(DEMO_SECS) || exit $$?
+	$(BIN) -c 127.0.0.1 -P $(PORT) -t -d $(DEMO_SECS) || exit $$?; \
+	echo "== both directions for $(DEMO_SECS) s, drawn with --svg"; \
+	$(BIN) -c 127.0.0.1 -P $(PORT) -t -r -q -d $(DEMO_SECS) --svg $(DEMO_SVG) || exit $$?; \
+	echo "picture: $(abspath $(DEMO_SVG))"
 
 FUZZ_SECS ?= 60
 fuzz: ## cargo-fuzz every target for FUZZ_SECS each (stable via RUSTC_BOOTSTRAP; not part of test)
