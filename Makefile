@@ -13,6 +13,10 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
+# Shell completion directories as bash-completion, zsh (Debian's vendor path) and fish read them.
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/vendor-completions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 INSTALL ?= install
 
 # Static, stripped binaries for routers. Linkers are chosen here, not in a committed
@@ -52,7 +56,8 @@ BUDGET_X86_SMALL ?= 716800
 
 .PHONY: all build test lint fmt-check clippy unit demo bench bench-deps fuzz clean help \
 	static static-x86_64 static-aarch64 static-armv7 static-check static-smoke size \
-	test-aarch64 check-freebsd check-contrib install install-contrib uninstall targets
+	test-aarch64 check-freebsd check-contrib install install-contrib uninstall targets \
+	deb deb-check
 
 all: build
 
@@ -230,11 +235,15 @@ test-aarch64: ## the test suite built for aarch64 musl, run under qemu-aarch64
 
 # ---- install ---------------------------------------------------------------------------------
 
-install: ## install btest and its man page under $(DESTDIR)$(PREFIX) (build first: make build)
+install: ## install btest, its man page and shell completions under $(DESTDIR)$(PREFIX) (build first: make build)
 	@[ -x $(BIN) ] || { echo "$(BIN) missing: run 'make build' first, or pass BIN=target/dist/btest-... for a static one"; exit 1; }
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	$(INSTALL) -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/btest
 	$(INSTALL) -m 0644 docs/btest.1 $(DESTDIR)$(MANDIR)/man1/btest.1
+	$(INSTALL) -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	$(INSTALL) -m 0644 contrib/completions/btest.bash $(DESTDIR)$(BASHCOMPDIR)/btest
+	$(INSTALL) -m 0644 contrib/completions/_btest $(DESTDIR)$(ZSHCOMPDIR)/_btest
+	$(INSTALL) -m 0644 contrib/completions/btest.fish $(DESTDIR)$(FISHCOMPDIR)/btest.fish
 	@if [ -x $(TARGET_DIR)/release/btest-server-pro ]; then \
 		$(INSTALL) -m 0755 $(TARGET_DIR)/release/btest-server-pro $(DESTDIR)$(BINDIR)/btest-server-pro; \
 		[ ! -f docs/btest-server-pro.1 ] || $(INSTALL) -m 0644 docs/btest-server-pro.1 $(DESTDIR)$(MANDIR)/man1/; \
@@ -246,7 +255,20 @@ install-contrib: ## the systemd units into $(DESTDIR)$(PREFIX)/lib/systemd/syste
 
 uninstall: ## remove what install put there
 	rm -f $(DESTDIR)$(BINDIR)/btest $(DESTDIR)$(BINDIR)/btest-server-pro \
-		$(DESTDIR)$(MANDIR)/man1/btest.1 $(DESTDIR)$(MANDIR)/man1/btest-server-pro.1
+		$(DESTDIR)$(MANDIR)/man1/btest.1 $(DESTDIR)$(MANDIR)/man1/btest-server-pro.1 \
+		$(DESTDIR)$(BASHCOMPDIR)/btest $(DESTDIR)$(ZSHCOMPDIR)/_btest $(DESTDIR)$(FISHCOMPDIR)/btest.fish
+
+# ---- packages --------------------------------------------------------------------------------
+
+DEB_DIR ?= $(DIST)/deb
+deb: ## btest_<version>_<arch>.deb into $(DEB_DIR) with dpkg-deb; PRO=1 adds btest-server-pro
+	$(CARGO) build --release --bin btest
+	$(if $(filter 1,$(PRO)),$(CARGO) build --release --features pro --bin btest-server-pro)
+	contrib/deb/build.sh $(if $(filter 1,$(PRO)),--pro) $(TARGET_DIR)/release $(DEB_DIR)
+
+deb-check: ## make deb PRO=1; lintian; dpkg -i, btest -V, man, a 2 s test; dpkg -r leaves nothing (root)
+	$(MAKE) deb PRO=1
+	contrib/deb/check.sh $(DEB_DIR)
 
 clean: ## remove build outputs
 	$(CARGO) clean
