@@ -57,7 +57,7 @@ BUDGET_X86_SMALL ?= 716800
 .PHONY: all build test lint fmt-check clippy unit demo bench bench-deps fuzz clean help \
 	static static-x86_64 static-aarch64 static-armv7 static-check static-smoke size \
 	test-aarch64 check-freebsd check-contrib install install-contrib uninstall targets \
-	deb deb-check
+	deb deb-check ipk
 
 all: build
 
@@ -269,6 +269,11 @@ deb: ## btest_<version>_<arch>.deb into $(DEB_DIR) with dpkg-deb; PRO=1 adds bte
 deb-check: ## make deb PRO=1; lintian; dpkg -i, btest -V, man, a 2 s test; dpkg -r leaves nothing (root)
 	$(MAKE) deb PRO=1
 	contrib/deb/check.sh $(DEB_DIR)
+
+IPK_DIR ?= $(DIST)/ipk
+ipk: static-x86_64 static-aarch64 ## OpenWrt .ipk (aarch64_generic, x86_64) from the static binaries, then their layout check
+	contrib/openwrt/ipk.sh $(DIST) $(IPK_DIR)
+	contrib/openwrt/ipk-check.sh $(IPK_DIR)
 
 clean: ## remove build outputs
 	$(CARGO) clean
