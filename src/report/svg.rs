@@ -200,28 +200,20 @@ fn render(samples: &[Sample], sides: Sides, s: &Summary) -> String {
         out,
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"{WIDTH}\" \
-         height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\">\n"
+         height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\">\n<title>"
     );
     let (line1, line2) = title_lines(s);
-    let _ = writeln!(
-        out,
-        "<title>{}</title>",
-        escape(&format!("{line1}; {line2}"))
+    push_escaped(&mut out, &line1);
+    out.push_str("; ");
+    push_escaped(&mut out, &line2);
+    out.push_str("</title>\n<desc>btest-rs ");
+    out.push_str(env!("CARGO_PKG_VERSION"));
+    out.push_str(
+        " --svg, one point per interval</desc>\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n",
     );
-    let _ = writeln!(
-        out,
-        "<desc>btest-rs {} --svg, one point per interval</desc>",
-        env!("CARGO_PKG_VERSION")
-    );
-    let _ = writeln!(
-        out,
-        "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n\
-         <text x=\"{LEFT}\" y=\"28\" {FONT} font-size=\"18\" font-weight=\"bold\" \
-         fill=\"#111111\">{}</text>\n\
-         <text x=\"{LEFT}\" y=\"52\" {FONT} font-size=\"13\" fill=\"#333333\">{}</text>",
-        escape(&line1),
-        escape(&line2)
-    );
+    text(&mut out, LEFT, 28.0, HEADLINE, &line1);
+    text(&mut out, LEFT, 52.0, SUBTITLE, &line2);
     for (i, p) in panels.iter().enumerate() {
         let top = TOP + i as f64 * (PANEL_H + GAP) + 18.0;
         draw_panel(&mut out, p, top, t_max);
@@ -230,12 +222,40 @@ fn render(samples: &[Sample], sides: Sides, s: &Summary) -> String {
     out
 }
 
+/// Text styles, after `font-family`.
+const HEADLINE: &str = "font-size=\"18\" font-weight=\"bold\" fill=\"#111111\"";
+const SUBTITLE: &str = "font-size=\"13\" fill=\"#333333\"";
+const PANEL_TITLE: &str = "font-size=\"14\" font-weight=\"bold\" fill=\"#222222\"";
+const Y_LABEL: &str = "font-size=\"11\" fill=\"#444444\" text-anchor=\"end\"";
+const X_LABEL: &str = "font-size=\"11\" fill=\"#444444\" text-anchor=\"middle\"";
+const NOTE: &str = "font-size=\"13\" fill=\"#777777\" text-anchor=\"middle\"";
+const LEGEND: &str = "font-size=\"12\" fill=\"#222222\"";
+
+/// One `<text>` element; every text goes through here (one formatting site keeps the binary
+/// small).
+fn text(out: &mut String, x: f64, y: f64, style: &str, content: &str) {
+    let _ = write!(out, "<text x=\"{x:.1}\" y=\"{y:.1}\" {FONT} {style}>");
+    push_escaped(out, content);
+    out.push_str("</text>\n");
+}
+
+/// One `<line>` element with extra attributes.
+fn segment(out: &mut String, (x1, y1): (f64, f64), (x2, y2): (f64, f64), attrs: &str) {
+    let _ = writeln!(
+        out,
+        "<line x1=\"{x1:.1}\" y1=\"{y1:.1}\" x2=\"{x2:.1}\" y2=\"{y2:.1}\" {attrs}/>"
+    );
+}
+
 /// The bold line (what was tested) and the figures line (what came out).
 fn title_lines(s: &Summary) -> (String, String) {
     let line1 = format!(
         "btest {} \u{2014} {} {}, {} connection{}, {:.2} s",
         s.host,
-        s.protocol.to_uppercase(),
+        match s.protocol {
+            "udp" => "UDP",
+            _ => "TCP",
+        },
         s.direction,
         s.connections,
         if s.connections == 1 { "" } else { "s" },
@@ -380,7 +400,7 @@ fn line(
     label: &'static str,
     colour: &'static str,
     dashed: bool,
-    value: impl Fn(&Sample) -> Option<f64>,
+    value: fn(&Sample) -> Option<f64>,
 ) -> Series<'static> {
     Series {
         id,
@@ -399,7 +419,14 @@ fn nice_ceiling(v: f64) -> f64 {
     if v.is_nan() || v <= 0.0 || v.is_infinite() {
         return 1.0;
     }
-    let mag = 10f64.powf(v.log10().floor());
+    // The power of ten at or below v, by steps: no pow/log10 from libm in the binary.
+    let mut mag = 1.0;
+    while mag * 10.0 <= v {
+        mag *= 10.0;
+    }
+    while mag > v {
+        mag /= 10.0;
+    }
     [1.0, 1.2, 1.6, 2.0, 4.0, 6.0, 8.0, 10.0]
         .iter()
         .map(|m| m * mag)
@@ -425,51 +452,33 @@ fn draw_panel(out: &mut String, p: &Panel<'_>, top: f64, t_max: f64) {
     let y_max = p.max.unwrap_or_else(|| nice_ceiling(peak * 1.05));
     let x = |t: f64| LEFT + t / t_max * plot_w;
     let y = |v: f64| bottom - (v / div / y_max).clamp(0.0, 1.0) * PANEL_H;
+    text(out, LEFT, top - 7.0, PANEL_TITLE, &p.title);
     let _ = writeln!(
         out,
-        "<text x=\"{LEFT}\" y=\"{:.1}\" {FONT} font-size=\"14\" font-weight=\"bold\" \
-         fill=\"#222222\">{}</text>\n\
-         <rect x=\"{LEFT}\" y=\"{top:.1}\" width=\"{plot_w:.1}\" height=\"{PANEL_H}\" \
-         fill=\"#fafafa\" stroke=\"#999999\" stroke-width=\"1\"/>",
-        top - 7.0,
-        escape(&p.title)
+        "<rect x=\"{LEFT}\" y=\"{top:.1}\" width=\"{plot_w:.1}\" height=\"{PANEL_H}\" \
+         fill=\"#fafafa\" stroke=\"#999999\" stroke-width=\"1\"/>"
     );
     // Four horizontal grid lines with their values.
     for i in 0..=4 {
-        let v = y_max * f64::from(i) / 4.0;
         let gy = bottom - PANEL_H * f64::from(i) / 4.0;
-        let _ = writeln!(
-            out,
-            "<line x1=\"{LEFT}\" y1=\"{gy:.1}\" x2=\"{:.1}\" y2=\"{gy:.1}\" stroke=\"#dddddd\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" {FONT} font-size=\"11\" fill=\"#444444\" \
-             text-anchor=\"end\">{}</text>",
-            LEFT + plot_w,
-            LEFT - 6.0,
-            gy + 4.0,
-            axis_number(v)
-        );
+        segment(out, (LEFT, gy), (LEFT + plot_w, gy), "stroke=\"#dddddd\"");
+        let v = axis_number(y_max * f64::from(i) / 4.0);
+        text(out, LEFT - 6.0, gy + 4.0, Y_LABEL, &v);
     }
     // Time ticks: about eight, on a round number of seconds.
     let step = nice_ceiling(t_max / 8.0).max(1.0);
     let mut t = 0.0;
     while t <= t_max + 1e-9 {
-        let _ = writeln!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" {FONT} font-size=\"11\" fill=\"#444444\" \
-             text-anchor=\"middle\">{t:.0} s</text>",
-            x(t),
-            bottom + 15.0
-        );
+        text(out, x(t), bottom + 15.0, X_LABEL, &format!("{t:.0} s"));
         t += step;
     }
     if p.series.is_empty() {
-        let _ = writeln!(
+        text(
             out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" {FONT} font-size=\"13\" fill=\"#777777\" \
-             text-anchor=\"middle\">{}</text>",
             LEFT + plot_w / 2.0,
             top + PANEL_H / 2.0,
-            escape(p.empty_note)
+            NOTE,
+            p.empty_note,
         );
     }
     // The first series is drawn wide and underneath, so two lines on the same values (TX
@@ -481,6 +490,14 @@ fn draw_panel(out: &mut String, p: &Panel<'_>, top: f64, t_max: f64) {
     let mut legend_x = LEFT + plot_w;
     for s in p.series.iter().rev() {
         legend_x = draw_legend(out, s, legend_x, top - 7.0);
+    }
+}
+
+fn dash(s: &Series<'_>) -> &'static str {
+    if s.dashed {
+        " stroke-dasharray=\"6 4\""
+    } else {
+        ""
     }
 }
 
@@ -497,11 +514,7 @@ fn draw_series(
          stroke-linejoin=\"round\"{} points=\"",
         s.id,
         s.colour,
-        if s.dashed {
-            " stroke-dasharray=\"6 4\""
-        } else {
-            ""
-        }
+        dash(s)
     );
     for (i, &(t, v)) in s.points.iter().enumerate() {
         let sep = if i == 0 { "" } else { " " };
@@ -525,31 +538,17 @@ fn draw_series(
 /// Draws one legend entry ending at `right`; returns where the next one should end.
 fn draw_legend(out: &mut String, s: &Series<'_>, right: f64, y: f64) -> f64 {
     // Helvetica at 12 px averages about 6.5 px per character.
-    let text_w = s.label.chars().count() as f64 * 6.5;
+    let text_w = s.label.len() as f64 * 6.5;
     let start = right - text_w - 28.0;
-    let _ = writeln!(
-        out,
-        "<line x1=\"{start:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{}\" \
-         stroke-width=\"3\"{}/><text x=\"{:.1}\" y=\"{y:.1}\" {FONT} font-size=\"12\" \
-         fill=\"#222222\">{}</text>",
-        y - 4.0,
-        start + 22.0,
-        y - 4.0,
-        s.colour,
-        if s.dashed {
-            " stroke-dasharray=\"6 4\""
-        } else {
-            ""
-        },
-        start + 26.0,
-        escape(s.label)
-    );
+    let attrs = format!("stroke=\"{}\" stroke-width=\"3\"{}", s.colour, dash(s));
+    segment(out, (start, y - 4.0), (start + 22.0, y - 4.0), &attrs);
+    text(out, start + 26.0, y, LEGEND, s.label);
     start - 16.0
 }
 
-/// Text for XML character data and attribute values.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// Appends `s` as XML character data (also safe inside attribute values); control characters
+/// are dropped, as XML 1.0 cannot carry them.
+fn push_escaped(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -557,11 +556,10 @@ fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            c if c.is_control() => {}
+            c if c < ' ' => {}
             c => out.push(c),
         }
     }
-    out
 }
 
 #[cfg(test)]
