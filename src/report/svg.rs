@@ -186,6 +186,9 @@ struct Panel<'a> {
     empty_note: &'static str,
 }
 
+// The element writers are kept out of line: inlined at each call site they cost the static
+// router binary several KB for a picture drawn once per test.
+
 /// Renders the whole document.
 fn render(samples: &[Sample], sides: Sides, s: &Summary) -> String {
     let t_max = samples.last().map_or(1.0, |x| x.t).max(1.0);
@@ -233,6 +236,7 @@ const LEGEND: &str = "font-size=\"12\" fill=\"#222222\"";
 
 /// One `<text>` element; every text goes through here (one formatting site keeps the binary
 /// small).
+#[inline(never)]
 fn text(out: &mut String, x: f64, y: f64, style: &str, content: &str) {
     let _ = write!(out, "<text x=\"{x:.1}\" y=\"{y:.1}\" {FONT} {style}>");
     push_escaped(out, content);
@@ -240,6 +244,7 @@ fn text(out: &mut String, x: f64, y: f64, style: &str, content: &str) {
 }
 
 /// One `<line>` element with extra attributes.
+#[inline(never)]
 fn segment(out: &mut String, (x1, y1): (f64, f64), (x2, y2): (f64, f64), attrs: &str) {
     let _ = writeln!(
         out,
@@ -248,6 +253,7 @@ fn segment(out: &mut String, (x1, y1): (f64, f64), (x2, y2): (f64, f64), attrs: 
 }
 
 /// The bold line (what was tested) and the figures line (what came out).
+#[inline(never)]
 fn title_lines(s: &Summary) -> (String, String) {
     let line1 = format!(
         "btest {} \u{2014} {} {}, {} connection{}, {:.2} s",
@@ -394,6 +400,7 @@ fn cpu_panel(samples: &[Sample]) -> Panel<'static> {
     }
 }
 
+#[inline(never)]
 fn line(
     samples: &[Sample],
     id: &'static str,
@@ -434,12 +441,27 @@ fn nice_ceiling(v: f64) -> f64 {
         .unwrap_or(10.0 * mag)
 }
 
+/// Seconds between time labels: about eight labels, on steps a clock reader expects.
+fn time_step(t_max: f64) -> f64 {
+    let want = t_max / 8.0;
+    let mut scale = 1.0;
+    loop {
+        for step in [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0] {
+            if step * scale >= want {
+                return step * scale;
+            }
+        }
+        scale *= 60.0;
+    }
+}
+
 /// A number for an axis label, without trailing zeros: `0.25`, `0.5`, `12`.
 fn axis_number(v: f64) -> String {
     let s = format!("{v:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+#[inline(never)]
 fn draw_panel(out: &mut String, p: &Panel<'_>, top: f64, t_max: f64) {
     let plot_w = WIDTH - LEFT - RIGHT;
     let bottom = top + PANEL_H;
@@ -466,7 +488,7 @@ fn draw_panel(out: &mut String, p: &Panel<'_>, top: f64, t_max: f64) {
         text(out, LEFT - 6.0, gy + 4.0, Y_LABEL, &v);
     }
     // Time ticks: about eight, on a round number of seconds.
-    let step = nice_ceiling(t_max / 8.0).max(1.0);
+    let step = time_step(t_max);
     let mut t = 0.0;
     while t <= t_max + 1e-9 {
         text(out, x(t), bottom + 15.0, X_LABEL, &format!("{t:.0} s"));
@@ -501,6 +523,7 @@ fn dash(s: &Series<'_>) -> &'static str {
     }
 }
 
+#[inline(never)]
 fn draw_series(
     out: &mut String,
     s: &Series<'_>,
@@ -536,6 +559,7 @@ fn draw_series(
 }
 
 /// Draws one legend entry ending at `right`; returns where the next one should end.
+#[inline(never)]
 fn draw_legend(out: &mut String, s: &Series<'_>, right: f64, y: f64) -> f64 {
     // Helvetica at 12 px averages about 6.5 px per character.
     let text_w = s.label.len() as f64 * 6.5;
@@ -548,6 +572,7 @@ fn draw_legend(out: &mut String, s: &Series<'_>, right: f64, y: f64) -> f64 {
 
 /// Appends `s` as XML character data (also safe inside attribute values); control characters
 /// are dropped, as XML 1.0 cannot carry them.
+#[inline(never)]
 fn push_escaped(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
@@ -586,6 +611,10 @@ mod tests {
         assert_eq!(nice_ceiling(988.0), 1000.0);
         assert!((nice_ceiling(0.13) - 0.16).abs() < 1e-9);
         assert_eq!(nice_ceiling(200.0), 200.0);
+        assert_eq!(time_step(3.0), 1.0);
+        assert_eq!(time_step(12.0), 2.0);
+        assert_eq!(time_step(100.0), 15.0);
+        assert_eq!(time_step(3600.0), 600.0);
         assert_eq!(axis_number(0.25), "0.25");
         assert_eq!(axis_number(15.0), "15");
         assert_eq!(axis_number(0.0), "0");
