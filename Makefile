@@ -88,7 +88,7 @@ check-freebsd: ## cargo check for x86_64-unknown-freebsd, all features (its cfg(
 	$(CARGO) check --quiet --target $(FREEBSD) --all-features --all-targets
 
 check-contrib: ## sh -n on init scripts; systemd-analyze verify on the units when it works here
-	@for f in contrib/openwrt/btest.init contrib/freebsd/btest; do sh -n $$f || exit 1; done
+	@for f in contrib/openwrt/btest.init contrib/freebsd/btest contrib/deb/*.sh contrib/openwrt/*.sh; do sh -n $$f || exit 1; done
 	@if command -v systemd-analyze >/dev/null 2>&1; then \
 		tmp=$$(mktemp -d); mkdir -p $$tmp/usr/local/bin; \
 		for u in contrib/systemd/*.service; do \
