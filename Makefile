@@ -3,6 +3,7 @@
 CARGO ?= cargo
 PORT ?= 2000
 DEMO_SECS ?= 5
+DEMO_SVG ?= $(TARGET_DIR)/demo.svg
 # Honour CARGO_TARGET_DIR so every path below follows cargo.
 TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/release/btest
@@ -12,6 +13,10 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
+# Shell completion directories as bash-completion, zsh (Debian's vendor path) and fish read them.
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/vendor-completions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 INSTALL ?= install
 
 # Static, stripped binaries for routers. Linkers are chosen here, not in a committed
@@ -51,7 +56,8 @@ BUDGET_X86_SMALL ?= 716800
 
 .PHONY: all build test lint fmt-check clippy unit demo bench bench-deps fuzz clean help \
 	static static-x86_64 static-aarch64 static-armv7 static-check static-smoke size \
-	test-aarch64 check-freebsd check-contrib install install-contrib uninstall targets
+	test-aarch64 check-freebsd check-contrib install install-contrib uninstall targets \
+	deb deb-check ipk
 
 all: build
 
@@ -82,7 +88,7 @@ check-freebsd: ## cargo check for x86_64-unknown-freebsd, all features (its cfg(
 	$(CARGO) check --quiet --target $(FREEBSD) --all-features --all-targets
 
 check-contrib: ## sh -n on init scripts; systemd-analyze verify on the units when it works here
-	@for f in contrib/openwrt/btest.init contrib/freebsd/btest; do sh -n $$f || exit 1; done
+	@for f in contrib/openwrt/btest.init contrib/freebsd/btest contrib/deb/*.sh contrib/openwrt/*.sh; do sh -n $$f || exit 1; done
 	@if command -v systemd-analyze >/dev/null 2>&1; then \
 		tmp=$$(mktemp -d); mkdir -p $$tmp/usr/local/bin; \
 		for u in contrib/systemd/*.service; do \
@@ -98,14 +104,17 @@ check-contrib: ## sh -n on init scripts; systemd-analyze verify on the units whe
 		else echo "# systemd-analyze verify: units clean"; fi; \
 	else echo "# systemd-analyze not found: units not verified"; fi
 
-demo: build ## a server and a client on 127.0.0.1, DEMO_SECS each way
+demo: build ## a server and a client on 127.0.0.1, DEMO_SECS each way, then both ways as an SVG
 	@$(BIN) -s --listen 127.0.0.1 -P $(PORT) & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
 	sleep 0.5; \
 	echo "== client receives (server transmits) for $(DEMO_SECS) s"; \
 	$(BIN) -c 127.0.0.1 -P $(PORT) -r -d $(DEMO_SECS) || exit $$?; \
 	echo "== client transmits (server receives) for $(DEMO_SECS) s"; \
-	$(BIN) -c 127.0.0.1 -P $(PORT) -t -d $(DEMO_SECS) || exit $$?
+	$(BIN) -c 127.0.0.1 -P $(PORT) -t -d $(DEMO_SECS) || exit $$?; \
+	echo "== both directions for $(DEMO_SECS) s, drawn with --svg"; \
+	$(BIN) -c 127.0.0.1 -P $(PORT) -t -r -q -d $(DEMO_SECS) --svg $(DEMO_SVG) || exit $$?; \
+	echo "picture: $(abspath $(DEMO_SVG))"
 
 FUZZ_SECS ?= 60
 fuzz: ## cargo-fuzz every target for FUZZ_SECS each (stable via RUSTC_BOOTSTRAP; not part of test)
@@ -226,11 +235,15 @@ test-aarch64: ## the test suite built for aarch64 musl, run under qemu-aarch64
 
 # ---- install ---------------------------------------------------------------------------------
 
-install: ## install btest and its man page under $(DESTDIR)$(PREFIX) (build first: make build)
+install: ## install btest, its man page and shell completions under $(DESTDIR)$(PREFIX) (build first: make build)
 	@[ -x $(BIN) ] || { echo "$(BIN) missing: run 'make build' first, or pass BIN=target/dist/btest-... for a static one"; exit 1; }
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	$(INSTALL) -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/btest
 	$(INSTALL) -m 0644 docs/btest.1 $(DESTDIR)$(MANDIR)/man1/btest.1
+	$(INSTALL) -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	$(INSTALL) -m 0644 contrib/completions/btest.bash $(DESTDIR)$(BASHCOMPDIR)/btest
+	$(INSTALL) -m 0644 contrib/completions/_btest $(DESTDIR)$(ZSHCOMPDIR)/_btest
+	$(INSTALL) -m 0644 contrib/completions/btest.fish $(DESTDIR)$(FISHCOMPDIR)/btest.fish
 	@if [ -x $(TARGET_DIR)/release/btest-server-pro ]; then \
 		$(INSTALL) -m 0755 $(TARGET_DIR)/release/btest-server-pro $(DESTDIR)$(BINDIR)/btest-server-pro; \
 		[ ! -f docs/btest-server-pro.1 ] || $(INSTALL) -m 0644 docs/btest-server-pro.1 $(DESTDIR)$(MANDIR)/man1/; \
@@ -242,7 +255,25 @@ install-contrib: ## the systemd units into $(DESTDIR)$(PREFIX)/lib/systemd/syste
 
 uninstall: ## remove what install put there
 	rm -f $(DESTDIR)$(BINDIR)/btest $(DESTDIR)$(BINDIR)/btest-server-pro \
-		$(DESTDIR)$(MANDIR)/man1/btest.1 $(DESTDIR)$(MANDIR)/man1/btest-server-pro.1
+		$(DESTDIR)$(MANDIR)/man1/btest.1 $(DESTDIR)$(MANDIR)/man1/btest-server-pro.1 \
+		$(DESTDIR)$(BASHCOMPDIR)/btest $(DESTDIR)$(ZSHCOMPDIR)/_btest $(DESTDIR)$(FISHCOMPDIR)/btest.fish
+
+# ---- packages --------------------------------------------------------------------------------
+
+DEB_DIR ?= $(DIST)/deb
+deb: ## btest_<version>_<arch>.deb into $(DEB_DIR) with dpkg-deb; PRO=1 adds btest-server-pro
+	$(CARGO) build --release --bin btest
+	$(if $(filter 1,$(PRO)),$(CARGO) build --release --features pro --bin btest-server-pro)
+	contrib/deb/build.sh $(if $(filter 1,$(PRO)),--pro) $(TARGET_DIR)/release $(DEB_DIR)
+
+deb-check: ## make deb PRO=1; lintian; dpkg -i, btest -V, man, a 2 s test; dpkg -r leaves nothing (root)
+	$(MAKE) deb PRO=1
+	contrib/deb/check.sh $(DEB_DIR)
+
+IPK_DIR ?= $(DIST)/ipk
+ipk: static-x86_64 static-aarch64 ## OpenWrt .ipk (aarch64_generic, x86_64) from the static binaries, then their layout check
+	contrib/openwrt/ipk.sh $(DIST) $(IPK_DIR)
+	contrib/openwrt/ipk-check.sh $(IPK_DIR)
 
 clean: ## remove build outputs
 	$(CARGO) clean

@@ -10,6 +10,7 @@ use crate::handshake::client::Credentials;
 use crate::handshake::server::{Authenticator, NoAuth, SingleUser};
 use crate::proto::{Direction, Payload, Protocol};
 use crate::report::csv::CsvSink;
+use crate::report::svg::SvgSink;
 use crate::report::syslog::{Severity, Syslog};
 use crate::server::output;
 use crate::server::recorder::Recorder;
@@ -62,6 +63,7 @@ const VALUE_OPTIONS: &[&str] = &[
     "-d",
     "--duration",
     "--csv",
+    "--svg",
     "--syslog",
     "--connections",
     "--local-tx-speed",
@@ -169,6 +171,9 @@ fn run_server(args: &Args) -> Result<u8, UsageError> {
              and --syslog"
                 .into(),
         ));
+    }
+    if args.svg.is_some() {
+        return Err(UsageError("--svg is a client option".into()));
     }
     let csv = open_csv(args)?;
     let syslog = open_syslog(args)?;
@@ -293,6 +298,12 @@ fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
     let cfg = client_config(args, host)?;
     let format = output_format(args)?;
     let csv = open_csv(args)?;
+    let svg = args
+        .svg
+        .as_deref()
+        .map(|p| SvgSink::create(Path::new(p), ClientOutput::sides(&cfg)))
+        .transpose()
+        .map_err(|e| UsageError(e.to_string()))?;
     let syslog = open_syslog(args)?;
     let stop = match sys::signal::install() {
         Ok(rx) => Some(rx),
@@ -308,7 +319,7 @@ fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
         timestamps: args.timestamps,
         verbose: args.verbose >= 1 && !args.quiet,
     };
-    let mut output = ClientOutput::new(&cfg, opts, csv);
+    let mut output = ClientOutput::new(&cfg, opts, csv).with_svg(svg);
     let what = format!(
         "server={} port={} proto={} dir={} conns={}",
         cfg.host,
@@ -340,6 +351,13 @@ fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
                 log_error!(
                     "cannot append the result to {}: {e}",
                     args.csv.as_deref().unwrap_or("the CSV file")
+                );
+                code = EXIT_FAILED;
+            }
+            if let Err(e) = output.finish_svg(&report) {
+                log_error!(
+                    "cannot write the picture to {}: {e}",
+                    args.svg.as_deref().unwrap_or("the SVG file")
                 );
                 code = EXIT_FAILED;
             }

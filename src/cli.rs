@@ -79,6 +79,11 @@ pub struct Args {
     #[argh(option, arg_name = "FILE")]
     pub csv: Option<String>,
 
+    /// client: when the test ends, draw it into FILE as a self-contained SVG picture
+    /// (throughput, TCP RTT or UDP loss, CPU per second; summary in the title)
+    #[argh(option, arg_name = "FILE")]
+    pub svg: Option<String>,
+
     /// no interval lines in text output (the summary and errors are still printed); server:
     /// only session start and end lines (and errors)
     #[argh(switch, short = 'q')]

@@ -19,6 +19,7 @@ use crate::report::csv::{CsvRow, CsvSink};
 use crate::report::json::JsonWriter;
 use crate::report::peer::{self, PeerView};
 use crate::report::result::{self, Sides, StartInfo, Tally};
+use crate::report::svg::{self, SvgSink};
 use crate::report::text::{self, Dir, Extras};
 
 /// What stdout carries.
@@ -187,6 +188,7 @@ pub struct ClientOutput {
     /// `--json`: each interval rendered when it happens, assembled at the end.
     json_intervals: Vec<String>,
     csv: Option<CsvSink>,
+    svg: Option<SvgSink>,
 }
 
 impl ClientOutput {
@@ -209,6 +211,22 @@ impl ClientOutput {
             start: start_info(cfg),
             json_intervals: Vec::new(),
             csv,
+            svg: None,
+        }
+    }
+
+    /// Also draws the test into `svg` (`--svg`), created at start-up like the CSV file.
+    pub fn with_svg(mut self, svg: Option<SvgSink>) -> ClientOutput {
+        self.svg = svg;
+        self
+    }
+
+    /// The sides of this test (which directions, UDP or not), for sinks opened apart.
+    pub fn sides(cfg: &ClientConfig) -> Sides {
+        Sides {
+            tx: cfg.direction.client_tx(),
+            rx: cfg.direction.client_rx(),
+            udp: cfg.protocol == Protocol::Udp,
         }
     }
 
@@ -217,6 +235,9 @@ impl ClientOutput {
         let offset = self.tally.elapsed;
         self.tally.add(iv);
         self.tx_after.push(self.tally.tx_bytes);
+        if let Some(svg) = self.svg.as_mut() {
+            svg.add(iv, offset);
+        }
         match self.format {
             Format::Text => self.text.interval(iv),
             Format::Json => {
@@ -300,6 +321,31 @@ impl ClientOutput {
         }
         w.field_str("error", error).end_object();
         print_line(&w.finish());
+    }
+
+    /// Writes the `--svg` picture, if one was asked for. Apart from [`ClientOutput::finish`] so
+    /// the caller can name the file that failed.
+    pub fn finish_svg(&mut self, report: &Report) -> io::Result<()> {
+        let Some(sink) = self.svg.as_mut() else {
+            return Ok(());
+        };
+        let t = &self.tally;
+        let reason = report.outcome.reason;
+        let summary = svg::Summary {
+            host: self.start.host.clone(),
+            protocol: self.start.protocol,
+            direction: self.start.direction,
+            connections: report.connections,
+            timestamp: self.start.timestamp.clone(),
+            elapsed: t.elapsed,
+            tx_bytes: t.tx_bytes,
+            rx_bytes: t.rx_bytes,
+            lost: t.lost,
+            cpu: (t.local_cpu(), t.remote_cpu()),
+            tcp: report.outcome.tcp,
+            early_end: (!reason.is_clean()).then(|| reason.describe()),
+        };
+        sink.finish(&summary)
     }
 
     fn csv_row(&self, auth: &'static str) -> CsvRow {
