@@ -11,7 +11,8 @@ _btest() {
         -V --version -h --help"
     local options="-c --client -b --bandwidth -P --port --listen --listen6 -a --authuser
         -p --authpass -d --duration --csv --svg --syslog --connections --local-tx-speed
-        --remote-tx-speed --udp-size --udp-port-base --max-sessions"
+        --remote-tx-speed --udp-size --udp-port-base --max-sessions --max-handshakes-per-ip
+        --ipv6-prefix"
 
     case $prev in
         -c|--client|--syslog)
@@ -31,7 +32,7 @@ _btest() {
             COMPREPLY=($(compgen -W ":: ::1" -- "$cur"))
             return ;;
         -P|--port|-a|--authuser|-p|--authpass|-d|--duration|--connections|--udp-size|\
-        --udp-port-base|--max-sessions)
+        --udp-port-base|--max-sessions|--max-handshakes-per-ip|--ipv6-prefix)
             # A value the user types; offering flags here would be wrong.
             COMPREPLY=()
             return ;;
