@@ -378,24 +378,6 @@ fn a_full_disk_loses_no_usage_and_fails_closed() {
         .and_then(|p| p.trim_end_matches('/').parse().ok())
         .expect("http port");
     let port = port.to_string();
-    let run = |secs: &str| {
-        Command::new(BTEST)
-            .args([
-                "-c",
-                "127.0.0.1",
-                "-P",
-                &port,
-                "-q",
-                "-r",
-                "-b",
-                "20M",
-                "-d",
-                secs,
-            ])
-            .args(["-a", "alice", "-p", "pw"])
-            .output()
-            .expect("client")
-    };
     let spawn = |secs: &str| {
         Command::new(BTEST)
             .args([
@@ -416,6 +398,7 @@ fn a_full_disk_loses_no_usage_and_fails_closed() {
             .spawn()
             .expect("client")
     };
+    let run = |secs: &str| spawn(secs).wait_with_output().expect("client");
     let mut told = 0;
     let first = run("1");
     assert!(
