@@ -3,8 +3,10 @@
 //!
 //! The live counters decide: they are atomics shared by all sessions of one subject and
 //! period, so two concurrent sessions cannot each spend the whole remainder; each interval's
-//! bytes are added with one `fetch_add` and the sum is checked right after. A session is thus
-//! stopped within one status interval of its subject's budget running out.
+//! bytes are added with one `fetch_add` and the sum is checked right after. The streams draw
+//! from the same counters in small chunks before they move data (`pro::budget`,
+//! `engine::budget`), so a session stops within one chunk per stream of the budget running
+//! out, at any speed.
 
 use std::collections::HashMap;
 use std::fmt;

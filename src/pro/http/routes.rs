@@ -2,8 +2,9 @@
 //!
 //! Privacy, decided here once for the API and the pages:
 //! * Without the admin token a caller sees only its own address: `/api/ip/{ip}/...`,
-//!   `/ip/{ip}` and `/api/session/{id}` answer 403 unless `{ip}` (or the session's peer) is
-//!   the address the request came from. Sessions shown to a non-admin carry no user name, and
+//!   and `/ip/{ip}` answer 403 unless `{ip}` is the address the request came from, and
+//!   `/api/session/{id}` answers 404 for another address's session exactly as for a missing
+//!   one, so ids cannot be probed. Sessions shown to a non-admin carry no user name, and
 //!   no free-text detail when the session had a user (quota details name the user).
 //! * `/api/user/{name}/usage` is admin only: nothing ties an HTTP request to a btest user
 //!   (their password never crosses HTTP), and "a session of that user came from this address"
