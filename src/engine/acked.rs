@@ -174,6 +174,11 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn what_is_acknowledged_after_the_stop_is_not_counted() {
+        if std::env::var_os("BTEST_UNDER_EMULATION").is_some() {
+            // qemu-user answers TCP_INFO and SIOCOUTQ itself; what it says is not the kernel's.
+            eprintln!("skipped: acknowledged-byte readings are the emulator's under qemu-user");
+            return;
+        }
         let (mut client, mut server) = pair();
         let mut meter = AckMeter::default();
         meter.add(0, &client);
