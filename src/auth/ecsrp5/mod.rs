@@ -1,8 +1,9 @@
 //! EC-SRP5 (RouterOS 6.43 and later): the elliptic-curve SRP exchange of docs/protocol.md 4.3.
 //!
-//! Layers: [`curve`] does field and point arithmetic, [`srp`] turns it into message payloads
-//! with no I/O (so every parser can be fuzzed and every vector replayed), and this module
-//! frames the four messages (`[len:1][payload]`, no handler byte) over any `Read + Write`.
+//! Layers: [`field`] does arithmetic mod p, [`curve`] point arithmetic on top of it, [`srp`]
+//! turns both into message payloads with no I/O (so every parser can be fuzzed and every
+//! vector replayed), and this module frames the four messages (`[len:1][payload]`, no
+//! handler byte) over any `Read + Write`.
 //!
 //! # Why a correct client never fails against our server by chance
 //!
@@ -30,6 +31,7 @@
 //! salts.
 
 mod curve;
+mod field;
 pub mod srp;
 
 use std::fmt;

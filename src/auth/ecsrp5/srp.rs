@@ -7,7 +7,8 @@
 use num_bigint::BigUint;
 use sha2::{Digest, Sha256};
 
-use super::curve::{self, Affine, Fe, Jacobian, lift_x, mul_base};
+use super::curve::{Affine, Jacobian, lift_x, mul_base};
+use super::field::{self, Fe};
 use super::{EcSrp5Error, Msg, UserNameProblem, Verifier};
 use crate::auth::ct_eq;
 
@@ -289,8 +290,8 @@ pub fn client_proof(
     let v = Jacobian::from(server.point).add(&Jacobian::from(unblind));
     let e = (BigUint::from_bytes_be(&i) * BigUint::from_bytes_be(&j)
         + BigUint::from_bytes_be(&key.secret))
-        % &curve::FIELD.r;
-    Session::new(j, &v.mul(&curve::be32(&e)))
+        % &field::FIELD.r;
+    Session::new(j, &v.mul(&field::be32(&e)))
 }
 
 /// Server, after MSG1: Z = s_b·(W_a + j·Γ), with Γ lifted from the *stored* parity.
