@@ -137,7 +137,7 @@ pub fn handshake<S: Read + Write>(
         stream
             .read_exact(&mut port)
             .map_err(HandshakeError::io(Stage::Ok))?;
-        Some(u16::from_be_bytes(port))
+        Some(crate::proto::udp::decode_port(port))
     } else {
         None
     };

@@ -247,7 +247,7 @@ pub fn accept<S: Write>(
     out[..4].copy_from_slice(&Reply::Ok { token }.encode());
     let len = match udp_port {
         Some(port) => {
-            out[4..6].copy_from_slice(&port.to_be_bytes());
+            out[4..6].copy_from_slice(&crate::proto::udp::encode_port(port));
             6
         }
         None => 4,

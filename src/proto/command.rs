@@ -2,8 +2,47 @@
 
 use std::fmt;
 
+use super::bytes::{read, write};
+
+/// Length of a command, and of the join that takes its place on a secondary connection.
+pub const COMMAND_LEN: usize = 16;
+/// Length of a server reply.
+pub const REPLY_LEN: usize = 4;
 /// Byte 2 of a secondary connection's join (a command has `00` or `01` there).
 pub const JOIN_MARKER: u8 = 0x02;
+
+/// Where each field sits (docs/protocol.md 3 and 4), named once for `encode` and `decode`.
+mod field {
+    use std::ops::Range;
+
+    /// The test command. Multi-byte fields are little-endian.
+    pub(super) mod command {
+        use super::Range;
+        pub(in crate::proto) const PROTOCOL: usize = 0;
+        pub(in crate::proto) const DIRECTION: usize = 1;
+        /// The random-data flag; in a join, the join marker.
+        pub(in crate::proto) const PAYLOAD: usize = 2;
+        pub(in crate::proto) const CONN_COUNT: usize = 3;
+        pub(in crate::proto) const TX_SIZE: Range<usize> = 4..6;
+        pub(in crate::proto) const CLIENT_BUF_SIZE: Range<usize> = 6..8;
+        pub(in crate::proto) const REMOTE_TX_SPEED: Range<usize> = 8..12;
+        pub(in crate::proto) const LOCAL_TX_SPEED: Range<usize> = 12..16;
+    }
+
+    /// A secondary connection's join: the session token big-endian, then the marker.
+    pub(super) mod join {
+        use super::Range;
+        pub(in crate::proto) const TOKEN: Range<usize> = 0..2;
+        pub(in crate::proto) const MARKER: usize = super::command::PAYLOAD;
+    }
+
+    /// A server reply: its kind, then for an OK the session token big-endian.
+    pub(super) mod reply {
+        use super::Range;
+        pub(in crate::proto) const KIND: usize = 0;
+        pub(in crate::proto) const TOKEN: Range<usize> = 1..3;
+    }
+}
 
 /// Transport of the test data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -162,40 +201,39 @@ impl Command {
     }
 
     /// The 16 bytes on the wire.
-    pub fn encode(&self) -> [u8; 16] {
-        let mut b = [0u8; 16];
-        b[0] = self.protocol.to_byte();
-        b[1] = self.direction.to_byte();
-        b[2] = match self.payload {
+    pub fn encode(&self) -> [u8; COMMAND_LEN] {
+        use field::command::*;
+        let mut b = [0u8; COMMAND_LEN];
+        b[PROTOCOL] = self.protocol.to_byte();
+        b[DIRECTION] = self.direction.to_byte();
+        b[PAYLOAD] = match self.payload {
             Payload::Random => 0,
             Payload::Zeros => 1,
         };
-        b[3] = self.tcp_conn_count;
-        b[4..6].copy_from_slice(&self.tx_size.to_le_bytes());
-        b[6..8].copy_from_slice(&self.client_buf_size.to_le_bytes());
-        b[8..12].copy_from_slice(&self.remote_tx_speed.to_le_bytes());
-        b[12..16].copy_from_slice(&self.local_tx_speed.to_le_bytes());
+        b[CONN_COUNT] = self.tcp_conn_count;
+        write(&mut b, TX_SIZE, &self.tx_size.to_le_bytes());
+        write(&mut b, CLIENT_BUF_SIZE, &self.client_buf_size.to_le_bytes());
+        write(&mut b, REMOTE_TX_SPEED, &self.remote_tx_speed.to_le_bytes());
+        write(&mut b, LOCAL_TX_SPEED, &self.local_tx_speed.to_le_bytes());
         b
     }
 
     /// Parses a command; only the first 16 bytes are looked at.
     pub fn decode(bytes: &[u8]) -> Result<Command, CommandError> {
-        let b: &[u8; 16] = bytes
-            .get(..16)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(CommandError::Truncated { len: bytes.len() })?;
-        let protocol = match b[0] {
+        use field::command::*;
+        let b = first_16(bytes)?;
+        let protocol = match b[PROTOCOL] {
             0 => Protocol::Udp,
             1 => Protocol::Tcp,
             other => return Err(CommandError::BadProtocol(other)),
         };
-        let direction = match b[1] {
+        let direction = match b[DIRECTION] {
             1 => Direction::ServerRx,
             2 => Direction::ServerTx,
             3 => Direction::Both,
             other => return Err(CommandError::BadDirection(other)),
         };
-        let payload = match b[2] {
+        let payload = match b[PAYLOAD] {
             0 => Payload::Random,
             1 => Payload::Zeros,
             other => return Err(CommandError::BadPayload(other)),
@@ -204,13 +242,21 @@ impl Command {
             protocol,
             direction,
             payload,
-            tcp_conn_count: b[3],
-            tx_size: u16::from_le_bytes([b[4], b[5]]),
-            client_buf_size: u16::from_le_bytes([b[6], b[7]]),
-            remote_tx_speed: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
-            local_tx_speed: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+            tcp_conn_count: b[CONN_COUNT],
+            tx_size: u16::from_le_bytes(read(b, TX_SIZE)),
+            client_buf_size: u16::from_le_bytes(read(b, CLIENT_BUF_SIZE)),
+            remote_tx_speed: u32::from_le_bytes(read(b, REMOTE_TX_SPEED)),
+            local_tx_speed: u32::from_le_bytes(read(b, LOCAL_TX_SPEED)),
         })
     }
+}
+
+/// The first 16 bytes of `bytes`: the one length check of both kinds of request.
+fn first_16(bytes: &[u8]) -> Result<&[u8; COMMAND_LEN], CommandError> {
+    bytes
+        .get(..COMMAND_LEN)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(CommandError::Truncated { len: bytes.len() })
 }
 
 /// What the first 16 bytes after HELLO turned out to be.
@@ -222,26 +268,40 @@ pub enum Request {
     Join { token: u16 },
 }
 
-/// Classifies the 16 bytes a client sends after HELLO: a join (byte 2 = `02`) or a command.
-pub fn decode_request(bytes: &[u8]) -> Result<Request, CommandError> {
-    let b: &[u8; 16] = bytes
-        .get(..16)
-        .and_then(|s| s.try_into().ok())
-        .ok_or(CommandError::Truncated { len: bytes.len() })?;
-    if b[2] == JOIN_MARKER {
-        return Ok(Request::Join {
-            token: u16::from_be_bytes([b[0], b[1]]),
-        });
+impl Request {
+    /// Classifies the 16 bytes a client sends after HELLO: a join (byte 2 = `02`) or a command.
+    pub fn decode(bytes: &[u8]) -> Result<Request, CommandError> {
+        let b = first_16(bytes)?;
+        if b[field::join::MARKER] == JOIN_MARKER {
+            return Ok(Request::Join {
+                token: u16::from_be_bytes(read(b, field::join::TOKEN)),
+            });
+        }
+        Command::decode(b).map(Request::Command)
     }
-    Command::decode(b).map(Request::Command)
+
+    /// The 16 bytes on the wire. A join is the token high byte first, `02`, and 13 zeros.
+    pub fn encode(&self) -> [u8; COMMAND_LEN] {
+        match *self {
+            Request::Command(cmd) => cmd.encode(),
+            Request::Join { token } => {
+                let mut b = [0u8; COMMAND_LEN];
+                write(&mut b, field::join::TOKEN, &token.to_be_bytes());
+                b[field::join::MARKER] = JOIN_MARKER;
+                b
+            }
+        }
+    }
 }
 
-/// The 16 bytes a secondary connection sends: token high byte first, `02`, 13 zeros.
-pub fn encode_join(token: u16) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..2].copy_from_slice(&token.to_be_bytes());
-    b[2] = JOIN_MARKER;
-    b
+/// [`Request::decode`], by the name the server's reader, the tests and the fuzz targets use.
+pub fn decode_request(bytes: &[u8]) -> Result<Request, CommandError> {
+    Request::decode(bytes)
+}
+
+/// The join a secondary connection sends: [`Request::encode`] of a [`Request::Join`].
+pub fn encode_join(token: u16) -> [u8; COMMAND_LEN] {
+    Request::Join { token }.encode()
 }
 
 /// The server's 4-byte answer to a command, classified by its first byte (the client rule).
@@ -260,25 +320,27 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// Encodes the reply.
-    pub fn encode(&self) -> [u8; 4] {
-        match *self {
-            Reply::Ok { token } => {
-                let t = token.to_be_bytes();
-                [0x01, t[0], t[1], 0x00]
-            }
-            Reply::Md5 => [0x02, 0, 0, 0],
-            Reply::EcSrp5 => [0x03, 0, 0, 0],
-            Reply::Failed => [0, 0, 0, 0],
-            Reply::Unknown(b) => b,
-        }
+    /// The 4 bytes on the wire.
+    pub fn encode(&self) -> [u8; REPLY_LEN] {
+        let (kind, token) = match *self {
+            Reply::Ok { token } => (0x01, token),
+            Reply::Md5 => (0x02, 0),
+            Reply::EcSrp5 => (0x03, 0),
+            Reply::Failed => (0x00, 0),
+            Reply::Unknown(b) => return b,
+        };
+        let mut b = [0u8; REPLY_LEN];
+        b[field::reply::KIND] = kind;
+        write(&mut b, field::reply::TOKEN, &token.to_be_bytes());
+        b
     }
 
-    /// Classifies 4 bytes by their first byte.
-    pub fn decode(b: [u8; 4]) -> Reply {
-        match b[0] {
+    /// Classifies 4 bytes by their first byte. Total: every 4 bytes are some reply, so this
+    /// takes exactly 4 and returns no error.
+    pub fn decode(b: [u8; REPLY_LEN]) -> Reply {
+        match b[field::reply::KIND] {
             0x01 => Reply::Ok {
-                token: u16::from_be_bytes([b[1], b[2]]),
+                token: u16::from_be_bytes(read(&b, field::reply::TOKEN)),
             },
             0x02 => Reply::Md5,
             0x03 => Reply::EcSrp5,

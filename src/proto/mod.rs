@@ -1,10 +1,22 @@
 //! The btest wire format, without I/O.
 //!
-//! Every type here is a plain value with an `encode` into a fixed array and a `decode` from a
-//! slice that returns an error for malformed input. Nothing here panics on peer data; the
-//! lints below make the compiler hold us to it.
+//! One shape for every message: a `*_LEN` constant, `encode(&self) -> [u8; LEN]`, and an
+//! associated `decode`. Each file names its layout once in a private `mod field` (offsets and
+//! ranges, read and written through `bytes`), so `encode` and `decode` share every offset.
+//! What `decode` takes and returns says what the bytes can be:
+//!
+//! * The command and the request (command or join) come from a peer as "the next 16 bytes",
+//!   possibly cut short or malformed: `decode(&[u8]) -> Result<_, CommandError>`, and the server
+//!   reports why.
+//! * A status message is tried on every 12-byte candidate of a TCP stream, and most are data:
+//!   `decode(&[u8; STATUS_LEN]) -> Option` ([`StatusScanner`] does the slicing).
+//! * Every 4 bytes are some reply, every 2 some port: `Reply::decode([u8; REPLY_LEN]) -> Reply`
+//!   and `udp::decode_port([u8; PORT_LEN]) -> u16` cannot fail.
+//!
+//! Nothing here panics on peer data; the lints below make the compiler hold us to it.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod bytes;
 pub mod command;
 pub mod rate;
 pub mod scan;
@@ -12,8 +24,8 @@ pub mod status;
 pub mod udp;
 
 pub use command::{
-    Command, CommandError, Direction, JOIN_MARKER, Payload, Protocol, Reply, Request,
-    decode_request, encode_join,
+    COMMAND_LEN, Command, CommandError, Direction, JOIN_MARKER, Payload, Protocol, REPLY_LEN,
+    Reply, Request, decode_request, encode_join,
 };
 pub use scan::StatusScanner;
 pub use status::{STATUS_LEN, StatusMessage};

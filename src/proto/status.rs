@@ -4,12 +4,30 @@
 //! by some senders (btest-rs, centrs, a RouterOS client) and clear in others (a RouterOS server),
 //! so decoding ignores it and encoding sets it, which every known peer accepts.
 
+use super::bytes::{read, write};
+
 /// Length of a status message on the wire.
 pub const STATUS_LEN: usize = 12;
 /// First byte of every status message.
 pub const STATUS_TYPE: u8 = 0x07;
 /// Highest CPU percentage a status message can carry.
 pub const MAX_CPU: u8 = 100;
+/// The CPU byte's optional top bit.
+const CPU_FLAG: u8 = 0x80;
+
+/// Where each field sits, named once for `encode`, `decode` and the match rule.
+mod field {
+    use std::ops::Range;
+
+    pub(super) const TYPE: usize = 0;
+    pub(super) const CPU: usize = 1;
+    /// Two zero bytes.
+    pub(super) const PAD: Range<usize> = 2..4;
+    /// Little-endian.
+    pub(super) const SEQ: Range<usize> = 4..8;
+    /// Little-endian.
+    pub(super) const BYTES_RECEIVED: Range<usize> = 8..12;
+}
 
 /// A decoded status message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -26,22 +44,29 @@ impl StatusMessage {
     /// The 12 bytes on the wire, with the CPU byte's top bit set.
     pub fn encode(&self) -> [u8; STATUS_LEN] {
         let mut b = [0u8; STATUS_LEN];
-        b[0] = STATUS_TYPE;
-        b[1] = 0x80 | self.cpu.min(MAX_CPU);
-        b[4..8].copy_from_slice(&self.seq.to_le_bytes());
-        b[8..12].copy_from_slice(&self.bytes_received.to_le_bytes());
+        b[field::TYPE] = STATUS_TYPE;
+        b[field::CPU] = CPU_FLAG | self.cpu.min(MAX_CPU);
+        write(&mut b, field::SEQ, &self.seq.to_le_bytes());
+        write(
+            &mut b,
+            field::BYTES_RECEIVED,
+            &self.bytes_received.to_le_bytes(),
+        );
         b
     }
 
-    /// Decodes 12 bytes that match the status pattern (see [`looks_like_status`]).
+    /// Decodes 12 bytes if they match the status pattern (see [`looks_like_status`]). `None` is
+    /// no error: most 12-byte runs in a TCP stream are data, and [`StatusScanner`] tries each.
+    ///
+    /// [`StatusScanner`]: super::StatusScanner
     pub fn decode(b: &[u8; STATUS_LEN]) -> Option<StatusMessage> {
         if !looks_like_status(b) {
             return None;
         }
         Some(StatusMessage {
-            cpu: (b[1] & 0x7f).min(MAX_CPU),
-            seq: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
-            bytes_received: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+            cpu: (b[field::CPU] & !CPU_FLAG).min(MAX_CPU),
+            seq: u32::from_le_bytes(read(b, field::SEQ)),
+            bytes_received: u32::from_le_bytes(read(b, field::BYTES_RECEIVED)),
         })
     }
 }
@@ -51,10 +76,9 @@ impl StatusMessage {
 /// `00`, `00`. A prefix shorter than four bytes matches when what it has fits.
 pub fn looks_like_status(prefix: &[u8]) -> bool {
     let expect = |i: usize, ok: fn(u8) -> bool| prefix.get(i).is_none_or(|&b| ok(b));
-    expect(0, |b| b == STATUS_TYPE)
-        && expect(1, |b| b & 0x7f <= MAX_CPU)
-        && expect(2, |b| b == 0)
-        && expect(3, |b| b == 0)
+    expect(field::TYPE, |b| b == STATUS_TYPE)
+        && expect(field::CPU, |b| b & !CPU_FLAG <= MAX_CPU)
+        && field::PAD.into_iter().all(|i| expect(i, |b| b == 0))
 }
 
 #[cfg(test)]
