@@ -16,8 +16,6 @@ mod loss;
 
 pub use loss::{LossCounts, MAX_COUNTED_GAP, SEQ_WINDOW, SeqMark, SeqTracker};
 
-use super::bytes::write;
-
 /// Where each field of a data datagram sits: only the sequence number, big-endian; the rest is
 /// filler.
 mod field {
@@ -38,11 +36,13 @@ pub const IPV6_UDP_OVERHEAD: usize = 48;
 /// Writes `seq` big-endian into the first 4 bytes of `datagram`. Returns `false`, writing
 /// nothing, when the buffer is shorter than [`UDP_HEADER_LEN`].
 pub fn write_seq(datagram: &mut [u8], seq: u32) -> bool {
-    if datagram.len() < UDP_HEADER_LEN {
-        return false;
+    match datagram.get_mut(field::SEQ) {
+        Some(head) => {
+            head.copy_from_slice(&seq.to_be_bytes());
+            true
+        }
+        None => false,
     }
-    write(datagram, field::SEQ, &seq.to_be_bytes());
-    true
 }
 
 /// The sequence number of a received datagram; `None` when it is shorter than 4 bytes
