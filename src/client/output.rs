@@ -221,33 +221,9 @@ impl ClientOutput {
     /// The JSON document (`--json`) or end object (`--json-lines`) of the test, or of its
     /// failure with `error`.
     fn print_document(&self, error: Option<&str>) {
+        let intervals = (self.format == Format::Json).then_some(&self.json_intervals[..]);
         let mut w = JsonWriter::new();
-        w.begin_object();
-        if self.format == Format::JsonLines {
-            w.field_str("type", if error.is_some() { "error" } else { "end" });
-        }
-        w.key("start");
-        result::write_start(&mut w, &self.record.start);
-        if self.format == Format::Json {
-            w.key("intervals").begin_array();
-            for iv in &self.json_intervals {
-                w.raw_value(iv);
-            }
-            w.end_array();
-        }
-        match error {
-            Some(e) => {
-                if self.format == Format::Json {
-                    w.key("end").null();
-                }
-                w.field_str("error", e);
-            }
-            None => {
-                w.key("end");
-                result::write_end(&mut w, &self.record);
-            }
-        }
-        w.end_object();
+        result::write_document(&mut w, &self.record, intervals, error);
         print_line(&w.finish());
     }
 

@@ -200,6 +200,44 @@ pub fn write_end(w: &mut JsonWriter, rec: &TestRecord) {
     w.end_array().end_object();
 }
 
+/// The client's JSON at the end of a test: with `intervals` (each already rendered) the
+/// `--json` document `{"start","intervals","end"}`, without them the last `--json-lines`
+/// object `{"type":"end","start","end"}`. With `error` the test could not run: the document
+/// ends in `"end":null,"error":...`, the object is `{"type":"error","start","error"}`.
+pub fn write_document(
+    w: &mut JsonWriter,
+    rec: &TestRecord,
+    intervals: Option<&[String]>,
+    error: Option<&str>,
+) {
+    w.begin_object();
+    if intervals.is_none() {
+        w.field_str("type", if error.is_some() { "error" } else { "end" });
+    }
+    w.key("start");
+    write_start(w, &rec.start);
+    if let Some(intervals) = intervals {
+        w.key("intervals").begin_array();
+        for iv in intervals {
+            w.raw_value(iv);
+        }
+        w.end_array();
+    }
+    match error {
+        Some(e) => {
+            if intervals.is_some() {
+                w.key("end").null();
+            }
+            w.field_str("error", e);
+        }
+        None => {
+            w.key("end");
+            write_end(w, rec);
+        }
+    }
+    w.end_object();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +343,36 @@ mod tests {
         assert_eq!(v["host"], "we\"ird\n\u{1}host\\");
         assert!(v["duration_s"].is_null());
         assert_eq!(v["auth"], "md5");
+    }
+
+    #[test]
+    fn documents_of_both_json_formats() {
+        let mut rec = TestRecord::new(sample_start());
+        let mut w = JsonWriter::new();
+        write_document(&mut w, &rec, Some(&[]), Some("refused"));
+        let v: Value = serde_json::from_str(&w.finish()).unwrap();
+        assert!(v["end"].is_null() && v["type"].is_null(), "{v}");
+        assert_eq!(v["error"], "refused");
+        assert_eq!(v["intervals"].as_array().map(Vec::len), Some(0));
+        let mut w = JsonWriter::new();
+        write_document(&mut w, &rec, None, Some("refused"));
+        let v: Value = serde_json::from_str(&w.finish()).unwrap();
+        assert_eq!(v["type"], "error");
+        assert!(
+            v.get("end").is_none() && v.get("intervals").is_none(),
+            "{v}"
+        );
+
+        rec.finish(sample_end(Duration::from_secs(1), 10, 20));
+        let mut w = JsonWriter::new();
+        write_document(&mut w, &rec, None, None);
+        let v: Value = serde_json::from_str(&w.finish()).unwrap();
+        assert_eq!(v["type"], "end");
+        assert_eq!(v["end"]["rx"]["bytes"], 20);
+        let mut w = JsonWriter::new();
+        write_document(&mut w, &rec, Some(&["{\"index\":1}".to_string()]), None);
+        let v: Value = serde_json::from_str(&w.finish()).unwrap();
+        assert_eq!(v["intervals"][0]["index"], 1);
+        assert!(v.get("type").is_none());
     }
 }
