@@ -11,7 +11,7 @@ use crate::handshake::server::{Authenticator, NoAuth, SingleUser};
 use crate::proto::{Direction, Payload, Protocol};
 use crate::report::csv::CsvSink;
 use crate::report::svg::SvgSink;
-use crate::report::syslog::{Severity, Syslog};
+use crate::report::syslog::Syslog;
 use crate::server::output;
 use crate::server::recorder::Recorder;
 use crate::server::{Server, ServerConfig};
@@ -319,21 +319,10 @@ fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
         timestamps: args.timestamps,
         verbose: args.verbose >= 1 && !args.quiet,
     };
-    let mut output = ClientOutput::new(&cfg, opts, csv).with_svg(svg);
-    let what = format!(
-        "server={} port={} proto={} dir={} conns={}",
-        cfg.host,
-        cfg.port,
-        cfg.protocol.name(),
-        cfg.direction.client_name(),
-        cfg.connections
-    );
-    let event = |severity, msg: String| {
-        if let Some(s) = &syslog {
-            s.send(severity, &msg);
-        }
-    };
-    event(Severity::Notice, format!("test start {what}"));
+    let mut output = ClientOutput::new(&cfg, opts, csv)
+        .with_svg(svg)
+        .with_syslog(syslog);
+    output.started();
     let mut sampler = sys::cpu::CpuSampler::new();
     let mut cpu = move || sampler.as_mut().and_then(|s| s.sample());
     let result = client::run(
@@ -354,29 +343,13 @@ fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
                 );
                 code = EXIT_FAILED;
             }
-            if let Err(e) = output.finish_svg(&report) {
+            if let Err(e) = output.finish_svg() {
                 log_error!(
                     "cannot write the picture to {}: {e}",
                     args.svg.as_deref().unwrap_or("the SVG file")
                 );
                 code = EXIT_FAILED;
             }
-            let t = output.tally();
-            event(
-                Severity::Notice,
-                format!(
-                    "test end {what} auth={} tx_bytes={} rx_bytes={} secs={:.2} \
-                     tx_mbps={:.2} rx_mbps={:.2} lost={} reason={}",
-                    report.auth.name(),
-                    t.tx_bytes,
-                    t.rx_bytes,
-                    t.elapsed.as_secs_f64(),
-                    t.tx_bps() / 1e6,
-                    t.rx_bps() / 1e6,
-                    t.lost,
-                    report.outcome.reason.describe()
-                ),
-            );
             if !report.outcome.reason.is_clean() {
                 log_error!("test ended early: {}", report.outcome.reason.describe());
             }
@@ -384,14 +357,8 @@ fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
         }
         Err(e) => {
             log_error!("{e}");
-            output.failed(&e.to_string());
-            let code = e.exit_code() as u8;
-            if code == EXIT_AUTH {
-                event(Severity::Warning, format!("auth failure {what}: {e}"));
-            } else {
-                event(Severity::Error, format!("test failed {what}: {e}"));
-            }
-            Ok(code)
+            output.failed(&e);
+            Ok(e.exit_code() as u8)
         }
     }
 }

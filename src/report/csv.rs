@@ -7,6 +7,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::report::record::TestRecord;
+
 /// The header line, written once when the file is new or empty.
 pub const HEADER: &str = "timestamp,host,port,protocol,direction,duration_s,tx_avg_mbps,\
 rx_avg_mbps,tx_bytes,rx_bytes,lost_packets,local_cpu_pct,remote_cpu_pct,auth_type";
@@ -74,6 +76,32 @@ pub struct CsvRow {
     pub remote_cpu_pct: Option<u8>,
     /// `none`, `md5` or `ecsrp5`.
     pub auth_type: &'static str,
+}
+
+impl CsvRow {
+    /// The row of a finished test, stamped now; `None` before its end. Bytes and loss are the
+    /// engine's totals, length and rates follow the record's [`crate::report::record::Span`],
+    /// CPU columns average the intervals that had a figure.
+    pub fn of(rec: &TestRecord) -> Option<CsvRow> {
+        let (o, r) = (&rec.end()?.outcome, rec.rates()?);
+        let s = &rec.start;
+        Some(CsvRow {
+            timestamp: crate::sys::clock::local_now().iso8601(),
+            host: s.host(),
+            port: s.port,
+            protocol: s.protocol,
+            direction: s.direction,
+            duration_s: r.secs,
+            tx_avg_mbps: r.tx_mbps,
+            rx_avg_mbps: r.rx_mbps,
+            tx_bytes: o.tx_bytes,
+            rx_bytes: o.rx_bytes,
+            lost_packets: o.lost,
+            local_cpu_pct: rec.local_cpu(),
+            remote_cpu_pct: rec.remote_cpu(),
+            auth_type: s.auth.unwrap_or("none"),
+        })
+    }
 }
 
 /// An open CSV file. Held for the life of the program so that an unwritable path fails at

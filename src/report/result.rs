@@ -1,132 +1,22 @@
-//! One test's result as the machine-readable sinks see it: the running tally every sink shares
-//! (so the text summary, the JSON `end` and the CSV row cannot disagree), and the JSON
-//! rendering of the start parameters, each interval and the end.
+//! The JSON form of a [`TestRecord`]: its start, each interval and its end, for `--json` and
+//! `--json-lines` of the client and `--json-lines` of the server.
 //!
 //! The interval object is written by [`write_interval`] alone, for both `--json` and
 //! `--json-lines`: a figure added to [`Interval`] is added to the output in that one place.
 
 use std::time::Duration;
 
-use crate::engine::{Interval, Outcome, TcpLatency};
+use crate::engine::{Interval, TcpLatency};
 use crate::report::json::JsonWriter;
+use crate::report::record::{Sides, Start, TestRecord};
 use crate::report::text::bits_per_second;
 
-/// Which figures a test has, so absent directions are `null` rather than zeros a reader might
-/// take for a measurement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sides {
-    /// We transmit.
-    pub tx: bool,
-    /// We receive.
-    pub rx: bool,
-    /// UDP test: loss is counted.
-    pub udp: bool,
-}
-
-/// A mean of optional percentages (CPU load), ignoring intervals without a value.
-#[derive(Clone, Copy, Debug, Default)]
-struct Mean {
-    sum: u64,
-    n: u64,
-}
-
-impl Mean {
-    fn add(&mut self, v: Option<u8>) {
-        if let Some(v) = v {
-            self.sum += u64::from(v);
-            self.n += 1;
-        }
-    }
-
-    fn get(&self) -> Option<u8> {
-        // Rounded to nearest; the inputs are 0..=100, so is the mean.
-        (self.n > 0).then(|| u8::try_from((self.sum + self.n / 2) / self.n).unwrap_or(100))
-    }
-}
-
-/// Sums over the intervals seen so far.
-#[derive(Clone, Debug, Default)]
-pub struct Tally {
-    /// Bytes we sent.
-    pub tx_bytes: u64,
-    /// Bytes we received.
-    pub rx_bytes: u64,
-    /// Datagrams lost (UDP).
-    pub lost: u64,
-    /// Sum of the interval lengths: the time the byte counts were measured over.
-    pub elapsed: Duration,
-    /// Intervals seen.
-    pub intervals: u32,
-    local_cpu: Mean,
-    remote_cpu: Mean,
-}
-
-impl Tally {
-    /// Adds one interval.
-    pub fn add(&mut self, iv: &Interval<'_>) {
-        self.tx_bytes += iv.tx_bytes;
-        self.rx_bytes += iv.rx_bytes;
-        self.lost += iv.lost;
-        self.elapsed += iv.duration;
-        self.intervals += 1;
-        self.local_cpu.add(iv.local_cpu);
-        self.remote_cpu.add(iv.remote_cpu);
-    }
-
-    /// Mean of our CPU load over the intervals that had a sample.
-    pub fn local_cpu(&self) -> Option<u8> {
-        self.local_cpu.get()
-    }
-
-    /// Mean of the peer's reported CPU load.
-    pub fn remote_cpu(&self) -> Option<u8> {
-        self.remote_cpu.get()
-    }
-
-    /// Average send rate, bit/s.
-    pub fn tx_bps(&self) -> f64 {
-        bits_per_second(self.tx_bytes, self.elapsed)
-    }
-
-    /// Average receive rate, bit/s.
-    pub fn rx_bps(&self) -> f64 {
-        bits_per_second(self.rx_bytes, self.elapsed)
-    }
-}
-
-/// The parameters of a test, for the JSON `start` object.
-#[derive(Clone, Debug)]
-pub struct StartInfo {
-    /// When the test started, ISO 8601 local time with offset.
-    pub timestamp: String,
-    /// The server as the user named it.
-    pub host: String,
-    /// Control port.
-    pub port: u16,
-    /// `tcp` or `udp`.
-    pub protocol: &'static str,
-    /// `transmit`, `receive` or `both` (client's point of view).
-    pub direction: &'static str,
-    /// Connections requested.
-    pub connections: usize,
-    /// Requested test length; `None` until interrupted.
-    pub duration: Option<Duration>,
-    /// Our transmit rate asked for, bit/s, 0 = unlimited.
-    pub local_tx_bps: u64,
-    /// The server's transmit rate asked for, bit/s, 0 = unlimited.
-    pub remote_tx_bps: u64,
-    /// UDP packet size (UDP tests only).
-    pub udp_size: Option<u16>,
-    /// `zeros` or `random`.
-    pub payload: &'static str,
-}
-
-/// Writes the `start` object; `auth` is known only after the handshake, so it is passed apart.
-pub fn write_start(w: &mut JsonWriter, info: &StartInfo, auth: Option<&str>) {
+/// Writes the `start` object; `auth` is `null` until the handshake has told it.
+pub fn write_start(w: &mut JsonWriter, info: &Start) {
     w.begin_object()
         .field_str("version", env!("CARGO_PKG_VERSION"))
         .field_str("timestamp", &info.timestamp)
-        .field_str("host", &info.host)
+        .field_str("host", &info.host())
         .field_u64("port", u64::from(info.port))
         .field_str("protocol", info.protocol)
         .field_str("direction", info.direction)
@@ -145,7 +35,7 @@ pub fn write_start(w: &mut JsonWriter, info: &StartInfo, auth: Option<&str>) {
     };
     w.field_str("payload", info.payload);
     w.key("auth");
-    match auth {
+    match info.auth {
         Some(a) => w.string(a),
         None => w.null(),
     };
@@ -262,62 +152,46 @@ pub fn write_interval(
     w.end_array().end_object();
 }
 
-/// Writes the `end` object: totals over the intervals (`tally`), how it ended and the
-/// connection-level figures (`outcome`); `peer_received` is what the peer said it got from us.
-pub fn write_end(
-    w: &mut JsonWriter,
-    tally: &Tally,
-    outcome: &Outcome,
-    sides: Sides,
-    connections: usize,
-    peer_received: Option<u64>,
-) {
+/// Writes the `end` object, or `null` for a test without an end: totals of the engine, the
+/// measured time, CPU means and interval count of the record, how it ended; the `tx` view
+/// carries what the peer said it got from us.
+pub fn write_end(w: &mut JsonWriter, rec: &TestRecord) {
+    let Some(end) = rec.end() else {
+        w.null();
+        return;
+    };
+    let (o, sides) = (&end.outcome, rec.start.sides);
     w.begin_object()
         .key("seconds")
-        .f64_fixed(tally.elapsed.as_secs_f64(), 6)
-        .field_u64("intervals", u64::from(tally.intervals));
-    let lost = sides.udp.then_some(tally.lost);
+        .f64_fixed(rec.measured().as_secs_f64(), 6)
+        .field_u64("intervals", u64::from(rec.intervals()));
+    let lost = sides.udp.then_some(o.lost);
     // Each direction as both ends saw it, like iperf3's sum_sent and sum_received; the peer
     // never says what it sent us.
     let tx_views = Views {
-        sent: Some(tally.tx_bytes),
-        received: peer_received,
+        sent: Some(o.tx_bytes),
+        received: end.peer_received,
     };
     let rx_views = Views {
         sent: None,
-        received: Some(tally.rx_bytes),
+        received: Some(o.rx_bytes),
     };
-    write_direction(
-        w,
-        "tx",
-        sides.tx,
-        tally.tx_bytes,
-        tally.elapsed,
-        None,
-        Some(tx_views),
-    );
-    write_direction(
-        w,
-        "rx",
-        sides.rx,
-        tally.rx_bytes,
-        tally.elapsed,
-        lost,
-        Some(rx_views),
-    );
+    let span = rec.measured();
+    write_direction(w, "tx", sides.tx, o.tx_bytes, span, None, Some(tx_views));
+    write_direction(w, "rx", sides.rx, o.rx_bytes, span, lost, Some(rx_views));
     if sides.tx && !sides.udp {
-        w.field_u64("tx_unacknowledged", outcome.unacknowledged);
+        w.field_u64("tx_unacknowledged", o.unacknowledged);
     }
-    w.field_u64("lost", tally.lost)
-        .field_str("reason", &outcome.reason.describe())
-        .field_bool("clean", outcome.reason.is_clean())
-        .field_u64("connections", connections as u64);
-    write_cpu(w, tally.local_cpu(), tally.remote_cpu());
+    w.field_u64("lost", o.lost)
+        .field_str("reason", &o.reason.describe())
+        .field_bool("clean", o.reason.is_clean())
+        .field_u64("connections", end.connections as u64);
+    write_cpu(w, rec.local_cpu(), rec.remote_cpu());
     if !sides.udp {
-        write_tcp(w, outcome.tcp);
+        write_tcp(w, o.tcp);
     }
     w.key("streams").begin_array();
-    for (tx, rx) in &outcome.per_stream {
+    for (tx, rx) in &o.per_stream {
         w.begin_object()
             .field_u64("tx_bytes", *tx)
             .field_u64("rx_bytes", *rx)
@@ -326,10 +200,49 @@ pub fn write_end(
     w.end_array().end_object();
 }
 
+/// The client's JSON at the end of a test: with `intervals` (each already rendered) the
+/// `--json` document `{"start","intervals","end"}`, without them the last `--json-lines`
+/// object `{"type":"end","start","end"}`. With `error` the test could not run: the document
+/// ends in `"end":null,"error":...`, the object is `{"type":"error","start","error"}`.
+pub fn write_document(
+    w: &mut JsonWriter,
+    rec: &TestRecord,
+    intervals: Option<&[String]>,
+    error: Option<&str>,
+) {
+    w.begin_object();
+    if intervals.is_none() {
+        w.field_str("type", if error.is_some() { "error" } else { "end" });
+    }
+    w.key("start");
+    write_start(w, &rec.start);
+    if let Some(intervals) = intervals {
+        w.key("intervals").begin_array();
+        for iv in intervals {
+            w.raw_value(iv);
+        }
+        w.end_array();
+    }
+    match error {
+        Some(e) => {
+            if intervals.is_some() {
+                w.key("end").null();
+            }
+            w.field_str("error", e);
+        }
+        None => {
+            w.key("end");
+            write_end(w, rec);
+        }
+    }
+    w.end_object();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{EndReason, StreamSnapshot};
+    use crate::engine::StreamSnapshot;
+    use crate::report::record::{Peer, sample_end, sample_start};
     use serde_json::Value;
 
     fn interval(index: u32, streams: &[StreamSnapshot], cpu: Option<u8>) -> Interval<'_> {
@@ -366,18 +279,20 @@ mod tests {
                 ..StreamSnapshot::default()
             },
         ];
-        let sides = Sides {
+        let mut start = sample_start();
+        start.sides = Sides {
             tx: true,
             rx: false,
             udp: false,
         };
-        let mut tally = Tally::default();
+        let sides = start.sides;
+        let mut rec = TestRecord::new(start);
         let mut w = JsonWriter::new();
         w.begin_array();
         for (i, cpu) in [(1, Some(10)), (2, None), (3, Some(21))] {
             let iv = interval(i, &streams, cpu);
-            write_interval(&mut w, &iv, tally.elapsed, sides, Some("interval"));
-            tally.add(&iv);
+            let offset = rec.add(&iv);
+            write_interval(&mut w, &iv, offset, sides, Some("interval"));
         }
         w.end_array();
         let ivs: Value = serde_json::from_str(&w.finish()).unwrap();
@@ -390,23 +305,22 @@ mod tests {
         assert_eq!(ivs[2]["tcp"]["rtt_us"]["max"], 30);
         assert_eq!(ivs[2]["streams"][1]["tx_bytes"], 50);
 
-        let outcome = Outcome {
-            reason: EndReason::Duration,
-            elapsed: Duration::from_millis(1500),
-            rx_elapsed: Duration::from_millis(1500),
-            tx_bytes: 450,
-            rx_bytes: 15,
-            lost: 0,
-            per_stream: vec![(300, 15), (150, 0)],
-            tcp: None,
-            unacknowledged: 0,
-        };
         let mut w = JsonWriter::new();
-        write_end(&mut w, &tally, &outcome, sides, 2, Some(440));
+        write_end(&mut w, &rec);
+        assert_eq!(w.finish(), "null", "no end yet");
+
+        let mut end = sample_end(Duration::from_millis(1500), 450, 15);
+        end.outcome.per_stream = vec![(300, 15), (150, 0)];
+        end.connections = 2;
+        end.peer_received = Some(440);
+        rec.finish(end);
+        let mut w = JsonWriter::new();
+        write_end(&mut w, &rec);
         let end: Value = serde_json::from_str(&w.finish()).unwrap();
         assert_eq!(end["tx"]["bytes"], 450);
         assert_eq!(end["tx"]["seconds"], 1.5);
         assert_eq!(end["tx"]["bits_per_second"], 2400.0);
+        assert_eq!(end["intervals"], 3);
         assert_eq!(end["cpu"]["local"], 16, "mean of 10 and 21, rounded");
         assert_eq!(end["reason"], "duration reached");
         assert!(end["tcp"].is_null());
@@ -419,24 +333,46 @@ mod tests {
 
     #[test]
     fn start_escapes_the_host() {
-        let info = StartInfo {
-            timestamp: "2026-01-01T00:00:00+00:00".into(),
-            host: "we\"ird\n\u{1}host\\".into(),
-            port: 2000,
-            protocol: "tcp",
-            direction: "both",
-            connections: 1,
-            duration: None,
-            local_tx_bps: 0,
-            remote_tx_bps: 5,
-            udp_size: None,
-            payload: "zeros",
-        };
+        let mut info = sample_start();
+        info.peer = Peer::Server("we\"ird\n\u{1}host\\".into());
+        info.remote_tx_bps = 5;
+        info.auth = Some("md5");
         let mut w = JsonWriter::new();
-        write_start(&mut w, &info, Some("md5"));
+        write_start(&mut w, &info);
         let v: Value = serde_json::from_str(&w.finish()).unwrap();
         assert_eq!(v["host"], "we\"ird\n\u{1}host\\");
         assert!(v["duration_s"].is_null());
         assert_eq!(v["auth"], "md5");
+    }
+
+    #[test]
+    fn documents_of_both_json_formats() {
+        let mut rec = TestRecord::new(sample_start());
+        let mut w = JsonWriter::new();
+        write_document(&mut w, &rec, Some(&[]), Some("refused"));
+        let v: Value = serde_json::from_str(&w.finish()).unwrap();
+        assert!(v["end"].is_null() && v["type"].is_null(), "{v}");
+        assert_eq!(v["error"], "refused");
+        assert_eq!(v["intervals"].as_array().map(Vec::len), Some(0));
+        let mut w = JsonWriter::new();
+        write_document(&mut w, &rec, None, Some("refused"));
+        let v: Value = serde_json::from_str(&w.finish()).unwrap();
+        assert_eq!(v["type"], "error");
+        assert!(
+            v.get("end").is_none() && v.get("intervals").is_none(),
+            "{v}"
+        );
+
+        rec.finish(sample_end(Duration::from_secs(1), 10, 20));
+        let mut w = JsonWriter::new();
+        write_document(&mut w, &rec, None, None);
+        let v: Value = serde_json::from_str(&w.finish()).unwrap();
+        assert_eq!(v["type"], "end");
+        assert_eq!(v["end"]["rx"]["bytes"], 20);
+        let mut w = JsonWriter::new();
+        write_document(&mut w, &rec, Some(&["{\"index\":1}".to_string()]), None);
+        let v: Value = serde_json::from_str(&w.finish()).unwrap();
+        assert_eq!(v["intervals"][0]["index"], 1);
+        assert!(v.get("type").is_none());
     }
 }

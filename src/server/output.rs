@@ -11,8 +11,9 @@
 //! A session never waits for stdout. Its lines go into one bounded queue that a single writer
 //! thread drains; when the queue is full (stdout is a slow pipe or a stopped terminal) the line
 //! is dropped and counted, and the session's end says how many of its lines were lost. Lines
-//! are built from the same [`Interval`]s the policy and the records see, by the client's
-//! formatters ([`crate::report::text`], [`crate::report::result`]).
+//! are built from the same [`Interval`]s the policy and the records see, and from the
+//! session's [`TestRecord`], by the client's sinks ([`crate::report::lines`],
+//! [`crate::report::result`]).
 //!
 //! It is an [`Admission`] decorator, like the recorder: it adds a display to any policy.
 
@@ -26,10 +27,10 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use super::policy::{Admission, AdmissionRequest, Refusal, SessionSummary, Ticket, Verdict};
 use crate::engine::Interval;
 use crate::handshake::AuthMethod;
-use crate::proto::{Command, Protocol};
 use crate::report::json::JsonWriter;
-use crate::report::result::{self, Sides, Tally};
-use crate::report::text::{self, Dir, Extras};
+use crate::report::lines::{self, LineStyle};
+use crate::report::record::TestRecord;
+use crate::report::result;
 
 /// Lines the queue holds: with 100 sessions sending both directions, five seconds of output.
 pub const QUEUE_LINES: usize = 1024;
@@ -149,12 +150,15 @@ impl Announcer {
 impl Admission for Announcer {
     fn admit(&self, req: &AdmissionRequest<'_>) -> Result<Box<dyn Ticket>, Refusal> {
         let inner = self.inner.admit(req)?;
-        Ok(Box::new(ShowingTicket::new(
+        Ok(Box::new(ShowingTicket {
             inner,
-            self.out.clone(),
-            req.peer.ip().to_canonical(),
-            req.cmd,
-        )))
+            out: self.out.clone(),
+            peer: req.peer.ip().to_canonical(),
+            // The output shows no control port.
+            record: super::recorder::record_of(req, 0),
+            id: 0,
+            dropped: 0,
+        }))
     }
 
     fn auth_failed(&self, peer: std::net::SocketAddr, method: AuthMethod, user: &str) {
@@ -171,52 +175,37 @@ struct ShowingTicket {
     inner: Box<dyn Ticket>,
     out: Arc<ServerOutput>,
     peer: IpAddr,
-    cmd: Command,
-    sides: Sides,
+    record: TestRecord,
     /// The session number of the log's `session N start`; 0 until the session starts.
     id: usize,
-    tally: Tally,
     dropped: u64,
 }
 
 impl ShowingTicket {
-    fn new(inner: Box<dyn Ticket>, out: Arc<ServerOutput>, peer: IpAddr, cmd: &Command) -> Self {
-        ShowingTicket {
-            inner,
-            out,
-            peer,
-            cmd: *cmd,
-            sides: Sides {
-                tx: cmd.direction.server_tx(),
-                rx: cmd.direction.server_rx(),
-                udp: cmd.protocol == Protocol::Udp,
-            },
-            id: 0,
-            tally: Tally::default(),
-            dropped: 0,
-        }
-    }
-
     fn offer(&mut self, line: String) {
         if !self.out.offer(line) {
             self.dropped += 1;
         }
     }
 
-    /// `[#7 192.0.2.9]  ` before every text line of the session.
-    fn prefix(&self) -> String {
-        format!("[#{} {}]  ", self.id, self.peer)
+    /// Offers `lines`, each after `[#7 192.0.2.9]  `.
+    fn offer_text(&mut self, lines: Vec<String>) {
+        let prefix = format!("[#{} {}]  ", self.id, self.peer);
+        for line in lines {
+            self.offer(format!("{prefix}{line}"));
+        }
     }
 
     /// `{"type":T,"session":N,"peer":"IP",KEY:<value>}`.
     fn json_line(&self, kind: &str, key: &str, value: &str) -> String {
+        let s = &self.record.start;
         let mut w = JsonWriter::new();
         w.begin_object()
             .field_str("type", kind)
             .field_u64("session", self.id as u64)
             .field_str("peer", &self.peer.to_string())
-            .field_str("protocol", self.cmd.protocol.name())
-            .field_str("direction", self.cmd.direction.client_name())
+            .field_str("protocol", s.protocol)
+            .field_str("direction", s.direction)
             .key(key)
             .raw_value(value);
         if kind == "end" {
@@ -230,48 +219,32 @@ impl ShowingTicket {
         if !self.out.opts.intervals || (iv.last && iv.duration < REMNANT) {
             return;
         }
+        let sides = self.record.start.sides;
         match self.out.opts.format {
             Format::Text => {
-                let prefix = self.prefix();
-                for dir in directions(self.sides) {
-                    let bytes = match dir {
-                        Dir::Tx => iv.tx_bytes,
-                        Dir::Rx => iv.rx_bytes,
-                    };
-                    let extras = Extras {
-                        lost: (self.sides.udp && dir == Dir::Rx).then_some(iv.lost),
-                        cpu: iv.local_cpu.map(|l| (l, iv.remote_cpu)),
-                        rtt: None,
-                    };
-                    let line = text::interval_line(iv.index, dir, bytes, iv.duration, extras);
-                    self.offer(format!("{prefix}{line}"));
-                }
+                let mut text = Vec::with_capacity(2);
+                lines::interval_lines(iv, sides, LineStyle::default(), &mut text);
+                self.offer_text(text);
             }
             Format::JsonLines => {
                 let mut w = JsonWriter::new();
-                result::write_interval(&mut w, iv, start, self.sides, None);
+                result::write_interval(&mut w, iv, start, sides, None);
                 let line = self.json_line("interval", "interval", &w.finish());
                 self.offer(line);
             }
         }
     }
 
-    fn show_end(&mut self, summary: &SessionSummary<'_>) {
+    fn show_end(&mut self) {
         match self.out.opts.format {
             Format::Text if self.out.opts.intervals => {
-                let prefix = self.prefix();
-                for dir in directions(self.sides) {
-                    let bytes = match dir {
-                        Dir::Tx => self.tally.tx_bytes,
-                        Dir::Rx => self.tally.rx_bytes,
-                    };
-                    let line = text::summary_line(dir, bytes, self.tally.elapsed);
-                    self.offer(format!("{prefix}{line}"));
-                }
+                let mut text = Vec::with_capacity(2);
+                lines::summary_lines(&self.record, false, &[], &mut text);
+                self.offer_text(text);
                 if self.dropped > 0 {
                     let note = format!(
-                        "{prefix}{} output lines dropped: stdout was too slow",
-                        self.dropped
+                        "[#{} {}]  {} output lines dropped: stdout was too slow",
+                        self.id, self.peer, self.dropped
                     );
                     self.out.offer(note);
                 }
@@ -279,15 +252,7 @@ impl ShowingTicket {
             Format::Text => {}
             Format::JsonLines => {
                 let mut w = JsonWriter::new();
-                result::write_end(
-                    &mut w,
-                    &self.tally,
-                    summary.outcome,
-                    self.sides,
-                    summary.connections,
-                    // The server does not keep the client's status reports past the session.
-                    None,
-                );
+                result::write_end(&mut w, &self.record);
                 let line = self.json_line("end", "end", &w.finish());
                 self.offer(line);
             }
@@ -304,13 +269,6 @@ impl ShowingTicket {
     }
 }
 
-/// The directions a side shows: what it sends, then what it receives.
-fn directions(sides: Sides) -> impl Iterator<Item = Dir> {
-    [(sides.tx, Dir::Tx), (sides.rx, Dir::Rx)]
-        .into_iter()
-        .filter_map(|(on, d)| on.then_some(d))
-}
-
 impl Ticket for ShowingTicket {
     fn max_duration(&self) -> Option<Duration> {
         self.inner.max_duration()
@@ -322,17 +280,17 @@ impl Ticket for ShowingTicket {
     }
 
     fn interval(&mut self, interval: &Interval<'_>) -> Verdict {
-        let start = self.tally.elapsed;
-        self.tally.add(interval);
+        let start = self.record.add(interval);
         self.show_interval(interval, start);
         self.inner.interval(interval)
     }
 
     fn finish(&mut self, summary: &SessionSummary<'_>) {
         self.inner.finish(summary);
-        self.show_end(summary);
+        self.record.finish(super::recorder::end_of(summary));
+        self.show_end();
     }
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

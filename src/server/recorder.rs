@@ -20,11 +20,11 @@ use super::policy::{Admission, AdmissionRequest, Refusal, SessionSummary, Ticket
 use crate::engine::Interval;
 use crate::handshake::{AuthMethod, printable_user};
 use crate::log_error;
-use crate::proto::Command;
+use crate::proto::{Payload, Protocol};
 use crate::report::csv::{CsvRow, CsvSink};
-use crate::report::result::Tally;
-use crate::report::syslog::{Severity, Syslog};
-use crate::report::text::bits_per_second;
+use crate::report::events::{self, Event};
+use crate::report::record::{End, Peer, Sides, Span, Start, TestRecord};
+use crate::report::syslog::Syslog;
 
 /// An [`Admission`] decorator that writes a CSV row per session and sends syslog events.
 pub struct Recorder {
@@ -57,60 +57,80 @@ impl Recorder {
         self.port.store(port, Ordering::Relaxed);
     }
 
-    fn log(&self, severity: Severity, msg: &str) {
+    fn event(&self, ev: &Event) {
         if let Some(s) = &self.syslog {
-            s.send(severity, msg);
+            ev.send_to(s);
         }
+    }
+
+    fn refused_event(&self, peer: SocketAddr, refusal: &Refusal) {
+        let detail = refusal.to_string();
+        self.event(&events::refused(peer, refusal.kind.name(), &detail));
     }
 }
 
-/// `proto=tcp dir=both conns=2 auth=md5 user=admin`, shared by start and end events.
-fn describe(cmd: &Command, method: AuthMethod, user: &str) -> String {
-    let mut s = format!(
-        "proto={} dir={} conns={} auth={}",
-        cmd.protocol.name(),
-        cmd.direction.client_name(),
-        cmd.connection_count(),
-        method.name()
-    );
-    if method != AuthMethod::None {
-        s.push_str(" user=");
-        s.push_str(user);
+/// The record of a session the server admits: what the client asked, in the client's words
+/// (`direction`), the method and user of its handshake, and which figures the server has.
+/// `port` is the server's control port.
+pub(super) fn record_of(req: &AdmissionRequest<'_>, port: u16) -> TestRecord {
+    let cmd = req.cmd;
+    let udp = cmd.protocol == Protocol::Udp;
+    let mut rec = TestRecord::new(Start {
+        timestamp: crate::sys::clock::local_now().iso8601(),
+        peer: Peer::Client(req.peer),
+        port,
+        protocol: cmd.protocol.name(),
+        direction: cmd.direction.client_name(),
+        connections: cmd.connection_count(),
+        duration: None,
+        local_tx_bps: u64::from(cmd.local_tx_speed),
+        remote_tx_bps: u64::from(cmd.remote_tx_speed),
+        udp_size: udp.then_some(cmd.tx_size),
+        payload: match cmd.payload {
+            Payload::Zeros => "zeros",
+            Payload::Random => "random",
+        },
+        sides: Sides {
+            tx: cmd.direction.server_tx(),
+            rx: cmd.direction.server_rx(),
+            udp,
+        },
+        span: Span::Session,
+        auth: None,
+        user: None,
+    });
+    let user = (req.method != AuthMethod::None).then(|| printable_user(req.user));
+    rec.authenticated(req.method.name(), user);
+    rec
+}
+
+/// The end of a server session: the server does not keep the client's status reports past
+/// the session.
+pub(super) fn end_of(summary: &SessionSummary<'_>) -> End {
+    End {
+        outcome: summary.outcome.clone(),
+        connections: summary.connections,
+        peer_received: None,
+        peer_reports: 0,
     }
-    s
 }
 
 impl Admission for Recorder {
     fn admit(&self, req: &AdmissionRequest<'_>) -> Result<Box<dyn Ticket>, Refusal> {
-        let what = describe(req.cmd, req.method, &printable_user(req.user));
         match self.inner.admit(req) {
             Ok(inner) => {
-                self.log(
-                    Severity::Notice,
-                    &format!("session start peer={} {what}", req.peer),
-                );
+                let record = record_of(req, self.port.load(Ordering::Relaxed));
+                self.event(&events::started(&record));
                 Ok(Box::new(RecordingTicket {
                     inner,
-                    peer: req.peer,
-                    cmd: *req.cmd,
-                    method: req.method,
-                    what,
-                    tally: Tally::default(),
+                    record,
                     csv: self.csv.clone(),
                     syslog: self.syslog.clone(),
-                    port: self.port.load(Ordering::Relaxed),
                     finished: false,
                 }))
             }
             Err(refusal) => {
-                self.log(
-                    Severity::Warning,
-                    &format!(
-                        "refused peer={} reason={}: {refusal}",
-                        req.peer,
-                        refusal.kind.name()
-                    ),
-                );
+                self.refused_event(req.peer, &refusal);
                 Err(refusal)
             }
         }
@@ -118,42 +138,32 @@ impl Admission for Recorder {
 
     fn auth_failed(&self, peer: SocketAddr, method: AuthMethod, user: &str) {
         self.inner.auth_failed(peer, method, user);
-        self.log(
-            Severity::Warning,
-            &format!(
-                "auth failure peer={peer} method={} user={}",
-                method.name(),
-                printable_user(user.as_bytes())
-            ),
-        );
+        let user = printable_user(user.as_bytes());
+        self.event(&events::login_failed(peer, method.name(), &user));
     }
 
     fn refused(&self, peer: SocketAddr, refusal: &Refusal) {
         self.inner.refused(peer, refusal);
-        self.log(
-            Severity::Warning,
-            &format!(
-                "refused peer={peer} reason={}: {refusal}",
-                refusal.kind.name()
-            ),
-        );
+        self.refused_event(peer, refusal);
     }
 }
 
 /// Forwards to the wrapped ticket and records the session when it ends.
 struct RecordingTicket {
     inner: Box<dyn Ticket>,
-    peer: SocketAddr,
-    cmd: Command,
-    method: AuthMethod,
-    what: String,
-    /// Only the CPU means are used: byte totals come from the session's outcome, which also
-    /// covers sessions (UDP) that report no intervals to their ticket.
-    tally: Tally,
+    /// The session's record: its intervals give the CPU means, its end the engine's totals.
+    record: TestRecord,
     csv: Option<Arc<Mutex<CsvSink>>>,
     syslog: Option<Arc<Syslog>>,
-    port: u16,
     finished: bool,
+}
+
+impl RecordingTicket {
+    fn event(&self, ev: &Event) {
+        if let Some(s) = &self.syslog {
+            ev.send_to(s);
+        }
+    }
 }
 
 impl Drop for RecordingTicket {
@@ -161,16 +171,8 @@ impl Drop for RecordingTicket {
     /// never ran: the final handshake step or the UDP set-up failed. Saying so keeps every
     /// start event paired with an end in the syslog.
     fn drop(&mut self) {
-        if !self.finished
-            && let Some(s) = &self.syslog
-        {
-            s.send(
-                Severity::Warning,
-                &format!(
-                    "session abandoned peer={} {}: it did not start",
-                    self.peer, self.what
-                ),
-            );
+        if !self.finished {
+            self.event(&events::abandoned(&self.record));
         }
     }
 }
@@ -185,52 +187,21 @@ impl Ticket for RecordingTicket {
     }
 
     fn interval(&mut self, interval: &Interval<'_>) -> Verdict {
-        self.tally.add(interval);
+        self.record.add(interval);
         self.inner.interval(interval)
     }
 
     fn finish(&mut self, summary: &SessionSummary<'_>) {
         self.finished = true;
         self.inner.finish(summary);
-        let o = summary.outcome;
-        let secs = o.elapsed.as_secs_f64();
-        let tx_mbps = bits_per_second(o.tx_bytes, o.elapsed) / 1e6;
-        let rx_mbps = bits_per_second(o.rx_bytes, o.rx_elapsed) / 1e6;
-        if let Some(s) = &self.syslog {
-            s.send(
-                Severity::Notice,
-                &format!(
-                    "session end peer={} {} tx_bytes={} rx_bytes={} secs={secs:.2} \
-                     tx_mbps={tx_mbps:.2} rx_mbps={rx_mbps:.2} lost={} reason={}",
-                    self.peer,
-                    self.what,
-                    o.tx_bytes,
-                    o.rx_bytes,
-                    o.lost,
-                    o.reason.describe()
-                ),
-            );
+        self.record.finish(end_of(summary));
+        if let Some(ev) = events::ended(&self.record) {
+            self.event(&ev);
         }
-        if let Some(csv) = &self.csv {
-            let row = CsvRow {
-                timestamp: crate::sys::clock::local_now().iso8601(),
-                host: self.peer.ip().to_string(),
-                port: self.port,
-                protocol: self.cmd.protocol.name(),
-                direction: self.cmd.direction.client_name(),
-                duration_s: secs,
-                tx_avg_mbps: tx_mbps,
-                rx_avg_mbps: rx_mbps,
-                tx_bytes: o.tx_bytes,
-                rx_bytes: o.rx_bytes,
-                lost_packets: o.lost,
-                local_cpu_pct: self.tally.local_cpu(),
-                remote_cpu_pct: self.tally.remote_cpu(),
-                auth_type: self.method.name(),
-            };
-            if let Err(e) = csv.lock().append(&row) {
-                log_error!("{}: cannot write the CSV row: {e}", self.peer);
-            }
+        if let (Some(csv), Some(row)) = (&self.csv, CsvRow::of(&self.record))
+            && let Err(e) = csv.lock().append(&row)
+        {
+            log_error!("{}: cannot write the CSV row: {e}", self.record.start.peer);
         }
     }
 }
@@ -239,7 +210,9 @@ impl Ticket for RecordingTicket {
 mod tests {
     use super::*;
     use crate::engine::{EndReason, Outcome};
-    use crate::proto::{Direction, Payload, Protocol};
+    use crate::proto::Direction;
+    use crate::report::syslog::tests::listener;
+    use crate::server::output::tests::cmd;
     use crate::server::policy::{RefusalKind, Unlimited};
     use std::net::UdpSocket;
 
@@ -253,19 +226,6 @@ mod tests {
         }
     }
 
-    fn cmd() -> Command {
-        Command {
-            protocol: Protocol::Tcp,
-            direction: Direction::Both,
-            payload: Payload::Zeros,
-            tcp_conn_count: 0,
-            tx_size: 32768,
-            client_buf_size: 0,
-            remote_tx_speed: 0,
-            local_tx_speed: 0,
-        }
-    }
-
     fn recv(sock: &UdpSocket) -> String {
         let mut buf = [0u8; 2048];
         let n = sock.recv(&mut buf).expect("a syslog datagram");
@@ -274,10 +234,7 @@ mod tests {
 
     #[test]
     fn events_and_csv_row_from_the_servers_view() {
-        let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
-        listener
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        let listener = listener("127.0.0.1:0");
         let target = listener.local_addr().unwrap().to_string();
         let path = std::env::temp_dir().join(format!("btest-recorder-{}.csv", std::process::id()));
         let _ = std::fs::remove_file(&path);
@@ -290,7 +247,7 @@ mod tests {
         );
         rec.set_port(2000);
         let peer: SocketAddr = "192.0.2.9:40000".parse().unwrap();
-        let c = cmd();
+        let c = cmd(Direction::Both, Protocol::Tcp);
         let req = AdmissionRequest {
             peer,
             method: AuthMethod::Md5,

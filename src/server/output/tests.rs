@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::engine::{EndReason, Outcome, StreamSnapshot};
-use crate::proto::{Direction, Payload};
+use crate::proto::{Command, Direction, Payload, Protocol};
 use crate::server::policy::Unlimited;
 
 /// A sink that hands every written line to the test, or blocks until the test lets it go.
@@ -45,7 +45,8 @@ fn capture(opts: Options, gate: Option<Receiver<()>>) -> (Arc<ServerOutput>, Rec
     (ServerOutput::start(opts, Box::new(sink)).unwrap(), rx)
 }
 
-fn cmd(direction: Direction, protocol: Protocol) -> Command {
+/// A test command; the recorder's tests use it too.
+pub(in crate::server) fn cmd(direction: Direction, protocol: Protocol) -> Command {
     Command {
         protocol,
         direction,
