@@ -34,21 +34,13 @@ pub struct ProArgs {
     pub port: u16,
 
     /// IPv4 listen address (default 0.0.0.0); "none" disables IPv4
-    #[argh(
-        option,
-        arg_name = "ADDR",
-        from_str_fn(listen4),
-        default = "Listen::DEFAULT_V4"
-    )]
+    #[argh(option, arg_name = "ADDR", from_str_fn(listen4))]
+    #[argh(default = "Listen::DEFAULT_V4")]
     pub listen: Listen,
 
     /// IPv6 listen address, e.g. "::" (off unless given)
-    #[argh(
-        option,
-        arg_name = "ADDR",
-        from_str_fn(listen6),
-        default = "Listen::DEFAULT_V6"
-    )]
+    #[argh(option, arg_name = "ADDR", from_str_fn(listen6))]
+    #[argh(default = "Listen::DEFAULT_V6")]
     pub listen6: Listen,
 
     /// concurrent tests allowed in all (default 100)
@@ -61,12 +53,8 @@ pub struct ProArgs {
 
     /// authentication offered to every client: ecsrp5 (default) or md5 (only users added
     /// with --md5 can log in)
-    #[argh(
-        option,
-        arg_name = "METHOD",
-        from_str_fn(auth_method),
-        default = "AuthMethod::EcSrp5"
-    )]
+    #[argh(option, arg_name = "METHOD", from_str_fn(auth_method))]
+    #[argh(default = "AuthMethod::EcSrp5")]
     pub auth: AuthMethod,
 
     /// accept unauthenticated tests, accounted per source address only
@@ -120,22 +108,14 @@ pub struct ProArgs {
     pub ip_monthly_quota: Option<u64>,
 
     /// which bytes the default budgets count: total (default), in (client to server) or out
-    #[argh(
-        option,
-        arg_name = "DIR",
-        from_str_fn(quota_direction),
-        default = "Dir::Total"
-    )]
+    #[argh(option, arg_name = "DIR", from_str_fn(quota_direction))]
+    #[argh(default = "Dir::Total")]
     pub quota_direction: Dir,
 
     /// time zone of days, weeks and months: UTC (default) or a fixed offset like +02:00
     /// (no named zones, so no daylight-saving changes)
-    #[argh(
-        option,
-        arg_name = "TZ",
-        from_str_fn(Tz::parse),
-        default = "Tz::default()"
-    )]
+    #[argh(option, arg_name = "TZ", from_str_fn(Tz::parse))]
+    #[argh(default = "Tz::default()")]
     pub tz: Tz,
 
     /// serve usage, session history, live sessions and Prometheus metrics over HTTP on
@@ -291,12 +271,8 @@ pub struct SetQuota {
     #[argh(option, arg_name = "SIZE")]
     pub monthly: Option<String>,
     /// which bytes these count: total (default), in or out
-    #[argh(
-        option,
-        arg_name = "DIR",
-        from_str_fn(direction),
-        default = "Dir::Total"
-    )]
+    #[argh(option, arg_name = "DIR", from_str_fn(direction))]
+    #[argh(default = "Dir::Total")]
     pub direction: Dir,
 }
 
@@ -338,12 +314,8 @@ pub struct UsageCmd {
     #[argh(option, arg_name = "ADDR")]
     pub ip: Option<String>,
     /// day (default), week or month
-    #[argh(
-        option,
-        arg_name = "PERIOD",
-        from_str_fn(period),
-        default = "Period::Day"
-    )]
+    #[argh(option, arg_name = "PERIOD", from_str_fn(period))]
+    #[argh(default = "Period::Day")]
     pub period: Period,
 }
 
