@@ -1,5 +1,6 @@
 //! The program behind `main`: from arguments to an exit code. Kept in the library so the pro
-//! binary and tests share it.
+//! binary and tests share it: [`run_program`] parses, prints `--version`, sets the log level,
+//! runs, and turns a [`RunError`] into its exit code for both binaries.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use crate::cli::{self, Args, UsageError};
 use crate::client::{self, ClientConfig, ClientOutput, Format, OutputOptions};
 use crate::handshake::client::Credentials;
-use crate::handshake::server::{Authenticator, NoAuth, SingleUser};
+use crate::handshake::server::{NoAuth, SingleUser};
 use crate::proto::{Direction, Payload, Protocol};
 use crate::report::csv::CsvSink;
 use crate::report::svg::SvgSink;
@@ -25,6 +26,76 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: the server rejected our credentials.
 pub const EXIT_AUTH: u8 = 3;
+
+/// Why a run stopped without an exit code of its own; the error is printed on stderr.
+#[derive(Debug)]
+pub enum RunError {
+    /// The command line cannot run: exit 2.
+    Usage(UsageError),
+    /// Something failed once running (a socket, the database, a thread): exit 1.
+    Failed(Box<dyn std::error::Error>),
+}
+
+impl RunError {
+    /// A failure (exit 1) with this explanation.
+    pub fn failed(e: impl Into<Box<dyn std::error::Error>>) -> RunError {
+        RunError::Failed(e.into())
+    }
+
+    /// The exit code of this stop.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Usage(_) => EXIT_USAGE,
+            RunError::Failed(_) => EXIT_FAILED,
+        }
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Usage(e) => e.fmt(f),
+            RunError::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<UsageError> for RunError {
+    fn from(e: UsageError) -> RunError {
+        RunError::Usage(e)
+    }
+}
+
+/// A parsed command line of one of the binaries, as [`run_program`] drives it.
+pub trait Program: argh::TopLevelCommand {
+    /// The version line, when the command line asks for it (nothing else runs then).
+    fn version(&self) -> Option<String>;
+    /// The log level `-q` and `-v` ask for.
+    fn log_level(&self) -> i8;
+    /// Runs it: the exit code, or why it stopped.
+    fn run(&self) -> Result<u8, RunError>;
+}
+
+/// Parses `rest` (the words after the program name) as `P` and runs it; every outcome becomes
+/// an exit code here, the same way for both binaries.
+pub fn run_program<P: Program>(name: &str, rest: &[&str]) -> u8 {
+    let parsed: P = match parse_args(name, rest) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if let Some(line) = parsed.version() {
+        println!("{line}");
+        return EXIT_OK;
+    }
+    crate::log::set_level(parsed.log_level());
+    match parsed.run() {
+        Ok(code) => code,
+        Err(e) => {
+            log_error!("{e}");
+            e.exit_code()
+        }
+    }
+}
 
 /// How long a stopping server waits for its last output lines to reach stdout.
 const OUTPUT_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -110,35 +181,26 @@ pub fn parse_args<T: argh::TopLevelCommand>(name: &str, rest: &[&str]) -> Result
 pub fn main_with_args(args: &[String]) -> u8 {
     let name = args.first().map_or("btest", |s| s.as_str());
     let rest = expand_verbose(args.get(1..).unwrap_or_default());
-    let parsed: Args = match parse_args(name, &rest) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    if parsed.version {
-        println!("{}", version_line());
-        return EXIT_OK;
-    }
-    crate::log::set_level(if parsed.quiet {
-        -1
-    } else {
-        parsed.verbose.min(2) as i8
-    });
-    match run(&parsed) {
-        Ok(code) => code,
-        Err(e) => {
-            log_error!("{e}");
-            EXIT_USAGE
-        }
-    }
+    run_program::<Args>(name, &rest)
 }
 
-fn run(args: &Args) -> Result<u8, UsageError> {
-    match (args.server, &args.client) {
-        (true, _) => run_server(args),
-        (false, Some(host)) => run_client(args, host),
-        (false, None) => Err(UsageError(
-            "give -s to run a server or -c HOST to run a client (see --help)".into(),
-        )),
+impl Program for Args {
+    fn version(&self) -> Option<String> {
+        self.version.then(version_line)
+    }
+
+    fn log_level(&self) -> i8 {
+        crate::log::chosen(self.quiet.then_some(crate::log::SESSION), self.verbose)
+    }
+
+    fn run(&self) -> Result<u8, RunError> {
+        match (self.server, &self.client) {
+            (true, _) => run_server(self),
+            (false, Some(host)) => run_client(self, host),
+            (false, None) => Err(RunError::Usage(UsageError(
+                "give -s to run a server or -c HOST to run a client (see --help)".into(),
+            ))),
+        }
     }
 }
 
@@ -163,8 +225,11 @@ fn open_syslog(args: &Args) -> Result<Option<Syslog>, UsageError> {
         .transpose()
 }
 
-fn run_server(args: &Args) -> Result<u8, UsageError> {
-    let listen = cli::server_args(args)?;
+/// Validates the server's command line into its configuration: the single user (if any),
+/// and `--csv` and `--syslog` opened now so a bad path or host stops the start, recording in
+/// front of the admission.
+fn server_setup(args: &Args) -> Result<(ServerConfig, Option<Arc<Recorder>>), UsageError> {
+    let mut cfg = cli::server_args(args)?;
     if args.json {
         return Err(UsageError(
             "--json is a client option; the server writes --json-lines, and records with --csv \
@@ -177,25 +242,25 @@ fn run_server(args: &Args) -> Result<u8, UsageError> {
     }
     let csv = open_csv(args)?;
     let syslog = open_syslog(args)?;
-    let creds = cli::credentials(args)?;
-    let auth: Arc<dyn Authenticator> = match creds {
+    cfg.auth = match cli::credentials(args)? {
         Some((user, pass)) if args.ecsrp5 => Arc::new(SingleUser::ecsrp5(&user, &pass)),
         Some((user, pass)) => Arc::new(SingleUser::md5(&user, &pass)),
         None => Arc::new(NoAuth),
     };
-    let mut cfg = ServerConfig::new(listen.listen4, listen.listen6, args.port);
-    cfg.auth = auth;
-    if let Some(n) = args.max_sessions {
-        cfg.max_sessions = n;
-    }
-    cfg.udp_port_base = args.udp_port_base;
-    cfg.max_handshakes_per_ip = args.max_handshakes_per_ip;
-    cfg.ipv6_prefix = args.ipv6_prefix;
     let recorder = (csv.is_some() || syslog.is_some())
         .then(|| Arc::new(Recorder::new(cfg.admission.clone(), csv, syslog, args.port)));
     if let Some(r) = &recorder {
         cfg.admission = r.clone();
     }
+    Ok((cfg, recorder))
+}
+
+/// Puts the per-session lines (text, or `--json-lines`) in front of the admission, unless
+/// `-q` leaves nothing to show.
+fn server_output(
+    args: &Args,
+    cfg: &mut ServerConfig,
+) -> Result<Option<Arc<output::ServerOutput>>, RunError> {
     let shown = output::Options {
         format: if args.json_lines {
             output::Format::JsonLines
@@ -204,33 +269,21 @@ fn run_server(args: &Args) -> Result<u8, UsageError> {
         },
         intervals: !args.quiet,
     };
-    let mut out = None;
-    if !shown.is_silent() {
-        match output::ServerOutput::stdout(shown) {
-            Ok(o) => {
-                cfg.admission = Arc::new(output::Announcer::new(cfg.admission, o.clone()));
-                out = Some(o);
-            }
-            Err(e) => {
-                log_error!("cannot start the output thread: {e}");
-                return Ok(EXIT_FAILED);
-            }
-        }
+    if shown.is_silent() {
+        return Ok(None);
     }
-    let stop = match sys::signal::install() {
-        Ok(rx) => rx,
-        Err(e) => {
-            log_error!("cannot install signal handlers: {e}");
-            return Ok(EXIT_FAILED);
-        }
-    };
-    let server = match Server::bind(cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            log_error!("{e}");
-            return Ok(EXIT_FAILED);
-        }
-    };
+    let out = output::ServerOutput::stdout(shown)
+        .map_err(|e| RunError::failed(format!("cannot start the output thread: {e}")))?;
+    cfg.admission = Arc::new(output::Announcer::new(cfg.admission.clone(), out.clone()));
+    Ok(Some(out))
+}
+
+fn run_server(args: &Args) -> Result<u8, RunError> {
+    let (mut cfg, recorder) = server_setup(args)?;
+    let out = server_output(args, &mut cfg)?;
+    let stop = sys::signal::install()
+        .map_err(|e| RunError::failed(format!("cannot install signal handlers: {e}")))?;
+    let server = Server::bind(cfg).map_err(RunError::failed)?;
     if let (Some(r), Some(addr)) = (&recorder, server.local_addrs().first()) {
         r.set_port(addr.port());
     }
@@ -238,20 +291,15 @@ fn run_server(args: &Args) -> Result<u8, UsageError> {
     if let Some(out) = out {
         out.flush(OUTPUT_FLUSH_LIMIT);
     }
-    match served {
-        Ok(()) => Ok(EXIT_OK),
-        Err(e) => {
-            log_error!("{e}");
-            Ok(EXIT_FAILED)
-        }
-    }
+    served.map_err(RunError::failed)?;
+    Ok(EXIT_OK)
 }
 
 fn client_config(args: &Args, host: &str) -> Result<ClientConfig, UsageError> {
     let direction = Direction::from_client(args.transmit, args.receive).ok_or_else(|| {
         UsageError("choose a direction: -t (transmit), -r (receive) or both".into())
     })?;
-    let rates = cli::rates(args)?;
+    let rates = cli::rates(args);
     if args.listen.is_some() || args.listen6.is_some() || args.ecsrp5 {
         return Err(UsageError(
             "--listen, --listen6 and --ecsrp5 are server options".into(),
@@ -294,24 +342,18 @@ fn output_format(args: &Args) -> Result<Format, UsageError> {
     }
 }
 
-fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
-    let cfg = client_config(args, host)?;
+/// Opens what the client's results go to: stdout in the format asked for, and `--csv`,
+/// `--svg` and `--syslog`, opened now so an unwritable path stops the run before the test.
+fn client_output(args: &Args, cfg: &ClientConfig) -> Result<ClientOutput, UsageError> {
     let format = output_format(args)?;
     let csv = open_csv(args)?;
     let svg = args
         .svg
         .as_deref()
-        .map(|p| SvgSink::create(Path::new(p), ClientOutput::sides(&cfg)))
+        .map(|p| SvgSink::create(Path::new(p), ClientOutput::sides(cfg)))
         .transpose()
         .map_err(|e| UsageError(e.to_string()))?;
     let syslog = open_syslog(args)?;
-    let stop = match sys::signal::install() {
-        Ok(rx) => Some(rx),
-        Err(e) => {
-            log_error!("cannot install signal handlers: {e}");
-            None
-        }
-    };
     let opts = OutputOptions {
         format,
         quiet: args.quiet,
@@ -319,9 +361,48 @@ fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
         timestamps: args.timestamps,
         verbose: args.verbose >= 1 && !args.quiet,
     };
-    let mut output = ClientOutput::new(&cfg, opts, csv)
+    Ok(ClientOutput::new(cfg, opts, csv)
         .with_svg(svg)
-        .with_syslog(syslog);
+        .with_syslog(syslog))
+}
+
+/// Ctrl-C and SIGTERM as a channel; a client runs on without them (until its duration) when
+/// they cannot be installed.
+fn client_signals() -> Option<crossbeam_channel::Receiver<i32>> {
+    match sys::signal::install() {
+        Ok(rx) => Some(rx),
+        Err(e) => {
+            log_error!("cannot install signal handlers: {e}");
+            None
+        }
+    }
+}
+
+/// Ends the output with the finished test (summary, `--csv` row, `--svg` picture): the test's
+/// own exit code, or 1 when a file could not take it.
+fn finish_output(args: &Args, output: &mut ClientOutput, report: &client::Report) -> u8 {
+    let mut code = client::exit_code(report) as u8;
+    if let Err(e) = output.finish(report) {
+        log_error!(
+            "cannot append the result to {}: {e}",
+            args.csv.as_deref().unwrap_or("the CSV file")
+        );
+        code = EXIT_FAILED;
+    }
+    if let Err(e) = output.finish_svg() {
+        log_error!(
+            "cannot write the picture to {}: {e}",
+            args.svg.as_deref().unwrap_or("the SVG file")
+        );
+        code = EXIT_FAILED;
+    }
+    code
+}
+
+fn run_client(args: &Args, host: &str) -> Result<u8, RunError> {
+    let cfg = client_config(args, host)?;
+    let mut output = client_output(args, &cfg)?;
+    let stop = client_signals();
     output.started();
     let mut sampler = sys::cpu::CpuSampler::new();
     let mut cpu = move || sampler.as_mut().and_then(|s| s.sample());
@@ -335,21 +416,7 @@ fn run_client(args: &Args, host: &str) -> Result<u8, UsageError> {
     );
     match result {
         Ok(report) => {
-            let mut code = client::exit_code(&report) as u8;
-            if let Err(e) = output.finish(&report) {
-                log_error!(
-                    "cannot append the result to {}: {e}",
-                    args.csv.as_deref().unwrap_or("the CSV file")
-                );
-                code = EXIT_FAILED;
-            }
-            if let Err(e) = output.finish_svg() {
-                log_error!(
-                    "cannot write the picture to {}: {e}",
-                    args.svg.as_deref().unwrap_or("the SVG file")
-                );
-                code = EXIT_FAILED;
-            }
+            let code = finish_output(args, &mut output, &report);
             if !report.outcome.reason.is_clean() {
                 log_error!("test ended early: {}", report.outcome.reason.describe());
             }

@@ -2,15 +2,23 @@
 //! habits), value parsing, and validation into a client or server configuration.
 //!
 //! Everything a user can get wrong is caught here and reported as a usage error (exit 2)
-//! before any socket is opened.
+//! before any socket is opened. The listening side of a server (`--listen`, `--listen6`, the
+//! ports and the session limits) is parsed and validated in [`listening`] for
+//! `btest-server-pro` too, so both servers read those flags alike; [`UsageError`] is both
+//! binaries' usage error.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use argh::FromArgs;
 
 use crate::proto::{DEFAULT_PORT, DEFAULT_UDP_PORT_BASE, DEFAULT_UDP_TX_SIZE};
+use crate::server::addrkey::DEFAULT_IPV6_PREFIX;
+use crate::server::{DEFAULT_MAX_HANDSHAKES_PER_IP, DEFAULT_MAX_SESSIONS, ServerConfig};
+
+mod listening;
+
+pub use listening::{Listen, limit, listen4, listen6, server_config};
 
 /// MikroTik Bandwidth Test (btest) client and server, wire-compatible with RouterOS
 /// `/tool bandwidth-test`.
@@ -38,20 +46,20 @@ pub struct Args {
     pub udp: bool,
 
     /// target rate per direction: 500K, 100M, 1.5G or bits/s (1000-based); default unlimited
-    #[argh(option, short = 'b', arg_name = "RATE")]
-    pub bandwidth: Option<String>,
+    #[argh(option, short = 'b', arg_name = "RATE", from_str_fn(parse_rate))]
+    pub bandwidth: Option<u64>,
 
     /// control port (default 2000)
     #[argh(option, short = 'P', arg_name = "PORT", default = "DEFAULT_PORT")]
     pub port: u16,
 
     /// server IPv4 listen address (default 0.0.0.0); "none" disables IPv4
-    #[argh(option, arg_name = "ADDR")]
-    pub listen: Option<String>,
+    #[argh(option, arg_name = "ADDR", from_str_fn(listen4))]
+    pub listen: Option<Listen>,
 
     /// server IPv6 listen address, e.g. "::" (off unless given)
-    #[argh(option, arg_name = "ADDR")]
-    pub listen6: Option<String>,
+    #[argh(option, arg_name = "ADDR", from_str_fn(listen6))]
+    pub listen6: Option<Listen>,
 
     /// user name (server: the required user; client: credentials)
     #[argh(option, short = 'a', arg_name = "USER")]
@@ -104,16 +112,16 @@ pub struct Args {
     pub connections: Option<u16>,
 
     /// rate of the client's transmitter (overrides -b)
-    #[argh(option, arg_name = "RATE")]
-    pub local_tx_speed: Option<String>,
+    #[argh(option, arg_name = "RATE", from_str_fn(parse_rate))]
+    pub local_tx_speed: Option<u64>,
 
     /// rate of the server's transmitter (overrides -b)
-    #[argh(option, arg_name = "RATE")]
-    pub remote_tx_speed: Option<String>,
+    #[argh(option, arg_name = "RATE", from_str_fn(parse_rate))]
+    pub remote_tx_speed: Option<u64>,
 
     /// UDP packet size in bytes, the whole IP packet as RouterOS counts it (default 1500)
-    #[argh(option, arg_name = "BYTES")]
-    pub udp_size: Option<u16>,
+    #[argh(option, arg_name = "BYTES", default = "DEFAULT_UDP_TX_SIZE")]
+    pub udp_size: u16,
 
     /// random payload instead of zeros (RouterOS random-data)
     #[argh(switch)]
@@ -124,16 +132,16 @@ pub struct Args {
     pub udp_port_base: u16,
 
     /// server: concurrent tests allowed (default 100)
-    #[argh(option, arg_name = "N")]
-    pub max_sessions: Option<usize>,
+    #[argh(option, arg_name = "N", default = "DEFAULT_MAX_SESSIONS")]
+    pub max_sessions: usize,
 
     /// server: connections one address may hold in the handshake at once (default 32)
-    #[argh(option, arg_name = "N", default = "32")]
+    #[argh(option, arg_name = "N", default = "DEFAULT_MAX_HANDSHAKES_PER_IP")]
     pub max_handshakes_per_ip: usize,
 
     /// server: IPv6 peers within a prefix of this length count as one address for every
     /// per-address limit (default 64)
-    #[argh(option, arg_name = "N", default = "64")]
+    #[argh(option, arg_name = "N", default = "DEFAULT_IPV6_PREFIX")]
     pub ipv6_prefix: u8,
 
     /// output one JSON document on stdout at the end, iperf3-like {"start", "intervals",
@@ -160,9 +168,15 @@ pub struct Args {
     pub version: bool,
 }
 
-/// A command line that cannot run. Always exit code 2.
+/// A command line that cannot run, in either binary. Always exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageError(pub String);
+
+impl From<String> for UsageError {
+    fn from(msg: String) -> UsageError {
+        UsageError(msg)
+    }
+}
 
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -189,12 +203,8 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
 
 /// Parses a rate in bit/s: `500K`, `100M`, `1.5G`, `2T`, or a plain number; an optional `bps`
 /// or `b` suffix is accepted. Multipliers are 1000-based, as RouterOS and iperf use them.
-pub fn parse_rate(value: &str) -> Result<u64, UsageError> {
-    let bad = || {
-        usage(format!(
-            "invalid rate '{value}': use e.g. 500K, 100M, 1.5G or bits/s"
-        ))
-    };
+pub fn parse_rate(value: &str) -> Result<u64, String> {
+    let bad = || format!("invalid rate '{value}': use e.g. 500K, 100M, 1.5G or bits/s");
     let trimmed = value.trim();
     let lower = trimmed.to_ascii_lowercase();
     let body = lower
@@ -215,7 +225,7 @@ pub fn parse_rate(value: &str) -> Result<u64, UsageError> {
     }
     let bps = (n * multiplier).round();
     if bps > 1e15 {
-        return Err(usage(format!("rate '{value}' is too large")));
+        return Err(format!("rate '{value}' is too large"));
     }
     Ok(bps as u64)
 }
@@ -235,25 +245,6 @@ pub fn wire_rate(bps: u64, what: &str) -> u32 {
             u32::MAX
         }
     }
-}
-
-/// Parses a listen address; `none` means "do not listen on this family".
-fn parse_listen(value: &str, v6: bool) -> Result<Option<IpAddr>, UsageError> {
-    if value.eq_ignore_ascii_case("none") {
-        return Ok(None);
-    }
-    let trimmed = value.trim_start_matches('[').trim_end_matches(']');
-    let addr: IpAddr = trimmed
-        .parse()
-        .map_err(|_| usage(format!("invalid listen address '{value}'")))?;
-    if addr.is_ipv6() != v6 {
-        let flag = if v6 { "--listen6" } else { "--listen" };
-        return Err(usage(format!(
-            "{flag} takes an IPv{} address, got '{value}'",
-            if v6 { 6 } else { 4 }
-        )));
-    }
-    Ok(Some(addr))
 }
 
 /// Credentials from `-a` / `-p`; `-a` without `-p` (or the reverse) is an error, never a silent
@@ -277,44 +268,33 @@ pub fn credentials(args: &Args) -> Result<Option<(String, String)>, UsageError> 
     }
 }
 
-/// Validated server settings from the command line.
-#[derive(Debug, Clone)]
-pub struct ServerArgs {
-    /// IPv4 listen address, if any.
-    pub listen4: Option<IpAddr>,
-    /// IPv6 listen address, if any.
-    pub listen6: Option<IpAddr>,
-}
-
-/// Validates the server-side flags.
-pub fn server_args(args: &Args) -> Result<ServerArgs, UsageError> {
+/// Validates the server-side flags into a configuration (authentication and outputs are the
+/// caller's).
+pub fn server_args(args: &Args) -> Result<ServerConfig, UsageError> {
     if args.client.is_some() {
         return Err(usage("-s and -c exclude each other"));
     }
-    let listen4 = match &args.listen {
-        Some(v) => parse_listen(v, false)?,
-        None => Some(IpAddr::from([0, 0, 0, 0])),
-    };
-    let listen6 = match &args.listen6 {
-        Some(v) => parse_listen(v, true)?,
-        None => None,
-    };
-    if listen4.is_none() && listen6.is_none() {
-        return Err(usage(
-            "--listen none without --listen6 leaves nothing to listen on",
-        ));
-    }
+    let listen = [
+        args.listen.unwrap_or(Listen::DEFAULT_V4),
+        args.listen6.unwrap_or(Listen::DEFAULT_V6),
+    ];
+    let mut cfg = server_config(listen, args.port, args.udp_port_base)?;
     if args.ecsrp5 && args.authuser.is_none() {
         return Err(usage("--ecsrp5 needs -a USER -p PASS"));
     }
-    if args.max_sessions == Some(0) {
+    if args.max_sessions == 0 {
         return Err(usage("--max-sessions must be at least 1"));
     }
     if args.max_handshakes_per_ip == 0 {
         return Err(usage("--max-handshakes-per-ip must be at least 1"));
     }
-    crate::server::addrkey::parse_prefix(args.ipv6_prefix).map_err(usage)?;
-    Ok(ServerArgs { listen4, listen6 })
+    limit(
+        &mut cfg,
+        args.max_sessions,
+        args.max_handshakes_per_ip,
+        args.ipv6_prefix,
+    )?;
+    Ok(cfg)
 }
 
 /// Rates of both transmitters after `-b` and the per-direction overrides.
@@ -327,24 +307,17 @@ pub struct Rates {
 }
 
 /// `-b` applies to every direction the test runs; the RouterOS-style flags override it.
-pub fn rates(args: &Args) -> Result<Rates, UsageError> {
-    let both = args.bandwidth.as_deref().map(parse_rate).transpose()?;
-    let local = args.local_tx_speed.as_deref().map(parse_rate).transpose()?;
-    let remote = args
-        .remote_tx_speed
-        .as_deref()
-        .map(parse_rate)
-        .transpose()?;
-    Ok(Rates {
-        local_bps: local.or(both).unwrap_or(0),
-        remote_bps: remote.or(both).unwrap_or(0),
-    })
+pub fn rates(args: &Args) -> Rates {
+    Rates {
+        local_bps: args.local_tx_speed.or(args.bandwidth).unwrap_or(0),
+        remote_bps: args.remote_tx_speed.or(args.bandwidth).unwrap_or(0),
+    }
 }
 
 /// Validates `--udp-size` (the whole IP packet; RouterOS accepts 28..=64000, and our 4-byte
 /// sequence header needs at least 32 over IPv4).
 pub fn udp_size(args: &Args) -> Result<u16, UsageError> {
-    let size = args.udp_size.unwrap_or(DEFAULT_UDP_TX_SIZE);
+    let size = args.udp_size;
     if !(32..=64000).contains(&size) {
         return Err(usage(format!("--udp-size {size} out of range 32..=64000")));
     }
@@ -361,7 +334,7 @@ pub fn connections(args: &Args) -> Result<u8, UsageError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -377,6 +350,27 @@ mod tests {
         assert!(parse_rate("").is_err());
         assert!(parse_rate("M").is_err());
         assert!(parse_rate("NaN").is_err());
+    }
+
+    /// `--help` of `T` with its line wrapping undone.
+    pub(crate) fn help_of<T: argh::TopLevelCommand>() -> String {
+        let help = T::from_args(&["btest"], &["--help"]).err().unwrap().output;
+        help.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn help_states_the_defaults_in_force() {
+        let help = help_of::<Args>();
+        for phrase in [
+            format!("--port control port (default {DEFAULT_PORT})"),
+            format!("first server UDP data port (default {DEFAULT_UDP_PORT_BASE})"),
+            format!("concurrent tests allowed (default {DEFAULT_MAX_SESSIONS})"),
+            format!("handshake at once (default {DEFAULT_MAX_HANDSHAKES_PER_IP})"),
+            format!("per-address limit (default {DEFAULT_IPV6_PREFIX})"),
+            format!("counts it (default {DEFAULT_UDP_TX_SIZE})"),
+        ] {
+            assert!(help.contains(&phrase), "{phrase:?} not in {help}");
+        }
     }
 
     #[test]
@@ -397,12 +391,12 @@ mod tests {
     #[test]
     fn b_applies_to_both_unless_overridden() {
         let args = Args {
-            bandwidth: Some("10M".into()),
-            remote_tx_speed: Some("1M".into()),
+            bandwidth: Some(10_000_000),
+            remote_tx_speed: Some(1_000_000),
             ..Args::default()
         };
         assert_eq!(
-            rates(&args).unwrap(),
+            rates(&args),
             Rates {
                 local_bps: 10_000_000,
                 remote_bps: 1_000_000

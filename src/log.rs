@@ -46,3 +46,9 @@ macro_rules! log_error {
         eprintln!("btest: error: {}", format_args!($($arg)*))
     };
 }
+
+/// The level a command line selects: `quiet` (the binary's meaning of `-q`) when given,
+/// otherwise 0 plus one per `-v`, up to 2.
+pub fn chosen(quiet: Option<i8>, verbose: u8) -> i8 {
+    quiet.unwrap_or(verbose.min(2) as i8)
+}

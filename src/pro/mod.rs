@@ -24,64 +24,71 @@ pub mod store;
 pub mod users;
 pub mod writer;
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::handshake::AuthMethod;
+use crate::app::{EXIT_OK, Program, RunError};
+use crate::cli::UsageError;
 use crate::handshake::server::{Authenticator, NoAuth};
+use crate::log;
+use crate::server::output::{Announcer, Format, ServerOutput};
 use crate::server::{Server, ServerConfig};
-use crate::{log, log_error};
 
 use self::admission::ProAdmission;
 use self::cli::{IpSub, ProArgs, Sub, UserSub};
 use self::db::{Db, sql};
-use self::quota::{Clock, Dir, Kind, Limits, Period, QuotaConfig, Quotas, SystemClock, Tz};
+use self::live::Live;
+use self::quota::{Clock, Dir, Kind, Limits, Period, QuotaConfig, Quotas, SystemClock};
 use self::users::{AdminError, Settings};
+use self::writer::Writer;
 
 /// How long budgets read from the database are trusted before being read again.
 pub const BUDGET_TTL: Duration = Duration::from_secs(5);
+
+/// How long a stopping server waits for its last interval lines to reach stdout.
+const OUTPUT_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
 /// Runs the program with `args` (program name first) and returns the exit code.
 pub fn main_with_args(args: &[String]) -> u8 {
     // No `-vv` expansion here: user subcommands take passwords as plain arguments.
     let name = args.first().map_or("btest-server-pro", |s| s.as_str());
     let rest: Vec<&str> = args.iter().skip(1).map(|s| s.as_str()).collect();
-    let parsed: ProArgs = match crate::app::parse_args(name, &rest) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    if parsed.version {
-        println!(
-            "btest-server-pro {} (schema {}, auth: md5, ecsrp5)",
-            env!("CARGO_PKG_VERSION"),
-            db::SCHEMA_VERSION
-        );
-        return EXIT_OK;
+    crate::app::run_program::<ProArgs>(name, &rest)
+}
+
+impl Program for ProArgs {
+    fn version(&self) -> Option<String> {
+        self.version.then(|| {
+            format!(
+                "btest-server-pro {} (schema {}, auth: md5, ecsrp5)",
+                env!("CARGO_PKG_VERSION"),
+                db::SCHEMA_VERSION
+            )
+        })
     }
-    crate::log::set_level(if parsed.quiet {
-        crate::log::ERRORS_ONLY
-    } else {
-        parsed.verbose.min(2) as i8
-    });
-    match &parsed.cmd {
-        None => serve(&parsed),
-        Some(cmd) => match admin(&parsed, cmd) {
-            Ok(out) => {
-                print!("{out}");
-                EXIT_OK
+
+    fn log_level(&self) -> i8 {
+        log::chosen(self.quiet.then_some(log::ERRORS_ONLY), self.verbose)
+    }
+
+    fn run(&self) -> Result<u8, RunError> {
+        match &self.cmd {
+            None => serve(self),
+            Some(cmd) => {
+                print!("{}", admin(self, cmd)?);
+                Ok(EXIT_OK)
             }
-            Err(AdminError::Usage(m)) => {
-                log_error!("{m}");
-                EXIT_USAGE
-            }
-            Err(e) => {
-                log_error!("{e}");
-                EXIT_FAILED
-            }
-        },
+        }
+    }
+}
+
+impl From<AdminError> for RunError {
+    fn from(e: AdminError) -> RunError {
+        match e {
+            AdminError::Usage(m) => RunError::Usage(UsageError(m)),
+            e => RunError::failed(e.to_string()),
+        }
     }
 }
 
@@ -121,190 +128,133 @@ fn admin(args: &ProArgs, cmd: &Sub) -> Result<String, AdminError> {
             }
             IpSub::Show(s) => users::show_ip(&conn, &s.addr, now),
         },
-        Sub::Usage(u) => users::usage(&conn, u.user.as_deref(), u.ip.as_deref(), &u.period, now),
+        Sub::Usage(u) => {
+            let (user, ip) = (u.user.as_deref(), u.ip.as_deref());
+            users::usage(&conn, user, ip, u.period.name(), now)
+        }
         Sub::Sessions(s) => users::sessions(&conn, s.last),
     }
 }
 
 fn set_quota(conn: &rusqlite::Connection, kind: Kind, q: &cli::SetQuota) -> Result<(), AdminError> {
-    let dir = users::parse_dir(&q.direction)?;
-    users::set_quota(
-        conn,
-        kind,
-        &q.name,
-        [
-            q.daily.as_deref(),
-            q.weekly.as_deref(),
-            q.monthly.as_deref(),
-        ],
-        dir,
-    )
+    let sizes = [
+        q.daily.as_deref(),
+        q.weekly.as_deref(),
+        q.monthly.as_deref(),
+    ];
+    users::set_quota(conn, kind, &q.name, sizes, q.direction)
 }
 
 /// The serving configuration after validation.
 struct Serve {
     cfg: ServerConfig,
     settings: Settings,
-    method: AuthMethod,
     limits: admission::Limits,
-    http: Option<SocketAddr>,
 }
 
-fn usage_err(m: impl Into<String>) -> String {
-    m.into()
-}
-
-fn parse_listen(v: &str, v6: bool) -> Result<Option<IpAddr>, String> {
-    if v.eq_ignore_ascii_case("none") {
-        return Ok(None);
-    }
-    let ip: IpAddr = v
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .map_err(|_| format!("invalid listen address '{v}'"))?;
-    if ip.is_ipv6() != v6 {
-        return Err(format!(
-            "{} takes an IPv{} address, got '{v}'",
-            if v6 { "--listen6" } else { "--listen" },
-            if v6 { 6 } else { 4 }
-        ));
-    }
-    Ok(Some(ip))
-}
-
-fn defaults(sizes: [&Option<String>; 3], dir: Dir) -> Result<Limits, String> {
-    let mut l = Limits::default();
-    for (p, s) in Period::ALL.into_iter().zip(sizes) {
-        if let Some(s) = s {
-            l.of_mut(p).set(dir, quota::parse_size(s)?);
+/// The default budgets of one kind of subject, counting `dir`.
+fn defaults(sizes: [Option<u64>; 3], dir: Dir) -> Limits {
+    let mut limits = Limits::default();
+    for (period, size) in Period::ALL.into_iter().zip(sizes) {
+        if let Some(bytes) = size {
+            limits.of_mut(period).set(dir, bytes);
         }
     }
-    Ok(l)
+    limits
 }
 
-fn validate(args: &ProArgs) -> Result<Serve, String> {
-    let listen4 = match &args.listen {
-        Some(v) => parse_listen(v, false)?,
-        None => Some(IpAddr::from([0, 0, 0, 0])),
-    };
-    let listen6 = match &args.listen6 {
-        Some(v) => parse_listen(v, true)?,
-        None => None,
-    };
-    if listen4.is_none() && listen6.is_none() {
-        return Err(usage_err(
-            "--listen none without --listen6 leaves nothing to listen on",
-        ));
-    }
+/// The checks argh cannot make: the listeners and limits (shared with `btest -s`), the
+/// history and the HTTP token's need of `--http`.
+fn validate(args: &ProArgs) -> Result<Serve, UsageError> {
+    let listen = [args.listen, args.listen6];
+    let mut cfg = crate::cli::server_config(listen, args.port, args.udp_port_base)?;
     if args.max_sessions == 0 || args.max_conn_per_ip == 0 || args.max_handshakes_per_ip == 0 {
-        return Err(usage_err(
-            "--max-sessions, --max-conn-per-ip and --max-handshakes-per-ip must be at least 1",
+        return Err(UsageError(
+            "--max-sessions, --max-conn-per-ip and --max-handshakes-per-ip must be at least 1"
+                .into(),
         ));
     }
-    let ipv6_prefix = crate::server::addrkey::parse_prefix(args.ipv6_prefix)?;
+    let (sessions, handshakes) = (args.max_sessions, args.max_handshakes_per_ip);
+    crate::cli::limit(&mut cfg, sessions, handshakes, args.ipv6_prefix)?;
     if args.history_days == 0 {
-        return Err(usage_err("--history-days must be at least 1"));
+        return Err(UsageError("--history-days must be at least 1".into()));
     }
-    let method = match args.auth.as_str() {
-        "ecsrp5" => AuthMethod::EcSrp5,
-        "md5" => AuthMethod::Md5,
-        other => return Err(format!("--auth must be ecsrp5 or md5, not '{other}'")),
-    };
-    let dir = Dir::parse(&args.quota_direction).ok_or_else(|| {
-        format!(
-            "--quota-direction must be in, out or total, not '{}'",
-            args.quota_direction
-        )
-    })?;
-    let tz = Tz::parse(&args.tz)?;
-    let http = match &args.http {
-        Some(v) => Some(v.parse::<SocketAddr>().map_err(|_| {
-            format!("--http takes ADDR:PORT such as 127.0.0.1:8080 or [::1]:8080, not '{v}'")
-        })?),
-        None => None,
-    };
-    if args.http_admin_token_file.is_some() && http.is_none() {
-        return Err(usage_err("--http-admin-token-file needs --http"));
+    if args.http_admin_token_file.is_some() && args.http.is_none() {
+        return Err(UsageError("--http-admin-token-file needs --http".into()));
     }
+    let dir = args.quota_direction;
     let settings = Settings {
-        tz,
+        tz: args.tz,
         user: defaults(
-            [&args.daily_quota, &args.weekly_quota, &args.monthly_quota],
+            [args.daily_quota, args.weekly_quota, args.monthly_quota],
             dir,
-        )?,
+        ),
         ip: defaults(
             [
-                &args.ip_daily_quota,
-                &args.ip_weekly_quota,
-                &args.ip_monthly_quota,
+                args.ip_daily_quota,
+                args.ip_weekly_quota,
+                args.ip_monthly_quota,
             ],
             dir,
-        )?,
+        ),
     };
-    let mut cfg = ServerConfig::new(listen4, listen6, args.port);
-    cfg.max_sessions = args.max_sessions;
-    cfg.udp_port_base = args.udp_port_base;
-    cfg.max_handshakes_per_ip = args.max_handshakes_per_ip;
-    cfg.ipv6_prefix = ipv6_prefix;
+    let limits = admission::Limits {
+        max_duration: (args.max_duration > 0).then(|| Duration::from_secs(args.max_duration)),
+        max_conn_per_ip: args.max_conn_per_ip,
+        ipv6_prefix: cfg.ipv6_prefix,
+    };
     Ok(Serve {
         cfg,
         settings,
-        method,
-        limits: admission::Limits {
-            max_duration: (args.max_duration > 0).then(|| Duration::from_secs(args.max_duration)),
-            max_conn_per_ip: args.max_conn_per_ip,
-            ipv6_prefix,
-        },
-        http,
+        limits,
     })
 }
 
-fn serve(args: &ProArgs) -> u8 {
-    let s = match validate(args) {
-        Ok(s) => s,
-        Err(m) => {
-            log_error!("{m}");
-            return EXIT_USAGE;
-        }
-    };
-    match serve_with(args, s) {
-        Ok(code) => code,
-        Err(e) => {
-            log_error!("{e}");
-            EXIT_FAILED
-        }
-    }
+fn serve(args: &ProArgs) -> Result<u8, RunError> {
+    let s = validate(args)?;
+    serve_with(args, s).map_err(RunError::Failed)?;
+    Ok(EXIT_OK)
 }
 
-fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>> {
+type StartError = Box<dyn std::error::Error>;
+
+/// Opens and locks the database, stores the settings reports read, and closes the rows a
+/// killed server left running. Returns the lock (held while serving) and the last session id.
+fn open_database(
+    args: &ProArgs,
+    settings: &Settings,
+) -> Result<(Db, std::fs::File, i64), StartError> {
     let db = Db::open(Path::new(&args.db))?;
-    let _lock = db.lock_exclusive()?;
-    let last_id = {
-        let conn = db.connection()?;
-        users::save_settings(&conn, &s.settings)?;
-        // Rows left 'running' by a killed server: their usage is stored, their end is not.
-        conn.execute(
-            "UPDATE sessions SET outcome = 'error', detail = 'server stopped during the test' \
-             WHERE outcome = 'running'",
-            [],
-        )
-        .map_err(sql("closing stale sessions"))?;
-        conn.query_row("SELECT coalesce(max(id), 0) FROM sessions", [], |r| {
+    let lock = db.lock_exclusive()?;
+    let conn = db.connection()?;
+    users::save_settings(&conn, settings)?;
+    // Rows left 'running' by a killed server: their usage is stored, their end is not.
+    conn.execute(
+        "UPDATE sessions SET outcome = 'error', detail = 'server stopped during the test' \
+         WHERE outcome = 'running'",
+        [],
+    )
+    .map_err(sql("closing stale sessions"))?;
+    let last_id = conn
+        .query_row("SELECT coalesce(max(id), 0) FROM sessions", [], |r| {
             r.get::<_, i64>(0)
         })
-        .map_err(sql("reading sessions"))?
-    };
-    // Read before anything starts, so a bad token file stops the start with nothing to undo.
-    let admin_token = match &args.http_admin_token_file {
-        Some(p) => Some(http::read_token(p)?),
-        None => None,
-    };
-    let writer = writer::Writer::start_with(db.connection()?, args.history_days)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        .map_err(sql("reading sessions"))?;
+    Ok((db, lock, last_id))
+}
+
+/// The admission over the database's budgets: quotas read through a TTL cache, rows and usage
+/// sent to the writer.
+fn admission(
+    db: &Db,
+    writer: &Writer,
+    s: &Serve,
+    clock: Arc<dyn Clock>,
+    last_id: i64,
+) -> ProAdmission {
     let quotas = Arc::new(Quotas::new(
         db.pool().clone(),
-        clock.clone(),
+        clock,
         QuotaConfig {
             tz: s.settings.tz,
             defaults_user: s.settings.user,
@@ -312,33 +262,74 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
             ttl: BUDGET_TTL,
         },
     ));
-    let mut cfg = s.cfg;
-    let admission =
-        ProAdmission::new(quotas, writer.sender(), s.limits, last_id).with_health(writer.health());
-    let live = admission.live();
-    let admission = Arc::new(admission);
-    cfg.admission = admission.clone();
-    let out = if args.intervals {
-        let shown = crate::server::output::Options {
-            format: crate::server::output::Format::Text,
-            intervals: true,
-        };
-        let out = crate::server::output::ServerOutput::stdout(shown)?;
-        cfg.admission = Arc::new(crate::server::output::Announcer::new(
-            cfg.admission,
-            out.clone(),
-        ));
-        Some(out)
-    } else {
-        None
+    ProAdmission::new(quotas, writer.sender(), s.limits, last_id).with_health(writer.health())
+}
+
+/// With `--intervals`, each session's lines on stdout as `btest -s` prints them, in front of
+/// the admission.
+fn interval_output(
+    args: &ProArgs,
+    cfg: &mut ServerConfig,
+) -> Result<Option<Arc<ServerOutput>>, StartError> {
+    if !args.intervals {
+        return Ok(None);
+    }
+    let shown = crate::server::output::Options {
+        format: Format::Text,
+        intervals: true,
     };
-    cfg.auth = if args.open {
+    let out = ServerOutput::stdout(shown)?;
+    cfg.admission = Arc::new(Announcer::new(cfg.admission.clone(), out.clone()));
+    Ok(Some(out))
+}
+
+/// The `--http` side, when asked for: its own read pool, the same clock and budgets, the live
+/// sessions and the writer's state.
+fn start_http(
+    args: &ProArgs,
+    settings: &Settings,
+    (db, writer): (&Db, &Writer),
+    (clock, live): (Arc<dyn Clock>, Arc<Live>),
+    admin_token: Option<Vec<u8>>,
+) -> Result<Option<http::HttpServer>, StartError> {
+    let Some(addr) = args.http else {
+        return Ok(None);
+    };
+    let ctx = http::Context {
+        pool: db.separate_pool(2)?,
+        tz: settings.tz,
+        defaults_user: settings.user,
+        defaults_ip: settings.ip,
+        clock,
+        live,
+        writes: writer.sender(),
+        admin_token,
+        ipv6_prefix: args.ipv6_prefix,
+        token_failures: Default::default(),
+        health: writer.health(),
+    };
+    Ok(Some(http::HttpServer::start(addr, Arc::new(ctx))?))
+}
+
+fn serve_with(args: &ProArgs, mut s: Serve) -> Result<(), StartError> {
+    let (db, _lock, last_id) = open_database(args, &s.settings)?;
+    // Read before anything starts, so a bad token file stops the start with nothing to undo.
+    let admin_token = match &args.http_admin_token_file {
+        Some(p) => Some(http::read_token(p)?),
+        None => None,
+    };
+    let writer = Writer::start_with(db.connection()?, args.history_days)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let admission = Arc::new(admission(&db, &writer, &s, clock.clone(), last_id));
+    s.cfg.admission = admission.clone();
+    let out = interval_output(args, &mut s.cfg)?;
+    s.cfg.auth = if args.open {
         Arc::new(NoAuth) as Arc<dyn Authenticator>
     } else {
-        Arc::new(authn::DbAuth::new(db.pool().clone(), s.method))
+        Arc::new(authn::DbAuth::new(db.pool().clone(), args.auth))
     };
     let stop = crate::sys::signal::install()?;
-    let server = Server::bind(cfg)?;
+    let server = Server::bind(s.cfg)?;
     log!(
         0,
         "database {} (schema {}); auth {}; periods in {}",
@@ -347,32 +338,21 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
         if args.open {
             "none (--open)"
         } else {
-            s.method.name()
+            args.auth.name()
         },
         s.settings.tz.name()
     );
-    let web = match s.http {
-        Some(addr) => Some(http::HttpServer::start(
-            addr,
-            Arc::new(http::Context {
-                pool: db.separate_pool(2)?,
-                tz: s.settings.tz,
-                defaults_user: s.settings.user,
-                defaults_ip: s.settings.ip,
-                clock,
-                live,
-                writes: writer.sender(),
-                admin_token,
-                ipv6_prefix: args.ipv6_prefix,
-                token_failures: Default::default(),
-                health: writer.health(),
-            }),
-        )?),
-        None => None,
-    };
+    let live = admission.live();
+    let web = start_http(
+        args,
+        &s.settings,
+        (&db, &writer),
+        (clock, live),
+        admin_token,
+    )?;
     let served = server.serve(&stop);
     if let Some(out) = out {
-        out.flush(Duration::from_secs(1));
+        out.flush(OUTPUT_FLUSH_LIMIT);
     }
     if let Some(web) = web {
         web.shutdown();
@@ -380,6 +360,5 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
     admission.flush_refusals();
     let rows = writer.shutdown();
     log!(0, "database writer stopped after {rows} rows");
-    served?;
-    Ok(EXIT_OK)
+    Ok(served?)
 }

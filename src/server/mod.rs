@@ -49,6 +49,12 @@ const MAX_JOIN_HANDSHAKES: usize = 255;
 /// session driver.
 const CONNECTION_STACK_SIZE: usize = 256 * 1024;
 
+/// Concurrent tests a server allows unless told otherwise (`--max-sessions`).
+pub const DEFAULT_MAX_SESSIONS: usize = 100;
+
+/// Handshake places one address may hold unless told otherwise (`--max-handshakes-per-ip`).
+pub const DEFAULT_MAX_HANDSHAKES_PER_IP: usize = 32;
+
 /// Server settings.
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -100,9 +106,9 @@ impl ServerConfig {
             port,
             auth: Arc::new(hs::NoAuth),
             admission: Arc::new(policy::Unlimited),
-            max_sessions: 100,
+            max_sessions: DEFAULT_MAX_SESSIONS,
             max_handshakes: 256,
-            max_handshakes_per_ip: 32,
+            max_handshakes_per_ip: DEFAULT_MAX_HANDSHAKES_PER_IP,
             ipv6_prefix: addrkey::DEFAULT_IPV6_PREFIX,
             command_timeout: Duration::from_secs(3),
             max_connections: 2000,
