@@ -22,7 +22,6 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -145,47 +144,6 @@ pub struct Server {
     listeners: Vec<TcpListener>,
 }
 
-/// A server serving on background threads (tests, benches).
-pub struct ServerHandle {
-    shared: Arc<Shared>,
-    addrs: Vec<SocketAddr>,
-    stop_tx: Sender<i32>,
-    thread: Option<JoinHandle<io::Result<()>>>,
-}
-
-impl ServerHandle {
-    /// The addresses the server listens on.
-    pub fn addrs(&self) -> &[SocketAddr] {
-        &self.addrs
-    }
-
-    /// Sessions running now.
-    pub fn active_sessions(&self) -> usize {
-        self.shared.sessions.get()
-    }
-
-    /// Stops the server and waits for it.
-    pub fn shutdown(mut self) -> io::Result<()> {
-        self.stop()
-    }
-
-    fn stop(&mut self) -> io::Result<()> {
-        let _ = self.stop_tx.send(libc::SIGTERM);
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("server thread panicked"))),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for ServerHandle {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
-
 fn unspecified_to_loopback(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {
@@ -253,22 +211,6 @@ impl Server {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect()
-    }
-
-    /// Serves on background threads until the handle is shut down or dropped.
-    pub fn spawn(self) -> io::Result<ServerHandle> {
-        let addrs = self.local_addrs();
-        let shared = self.shared.clone();
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
-        let thread = std::thread::Builder::new()
-            .name("btest-server".into())
-            .spawn(move || self.serve(&stop_rx))?;
-        Ok(ServerHandle {
-            shared,
-            addrs,
-            stop_tx,
-            thread: Some(thread),
-        })
     }
 
     /// Accepts connections until a message arrives on `stop` (SIGINT/SIGTERM), then stops
