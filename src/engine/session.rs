@@ -264,6 +264,7 @@ impl Session {
         }
         let timeout = wake.saturating_duration_since(Instant::now());
         crossbeam_channel::select! {
+            // The session holds a sender, so the channel never disconnects.
             recv(self.ended_rx) -> ended => ended.map_or(Wake::Timer, Wake::Ended),
             recv(stops.signal) -> _ => Wake::End(EndReason::Interrupted),
             recv(stops.external) -> _ => Wake::End(EndReason::Stopped),
