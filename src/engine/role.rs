@@ -116,3 +116,78 @@ pub fn start_tcp(setup: &Setup<'_>, streams: Vec<TcpStream>) -> io::Result<Sessi
     }
     Ok(session)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Payload, Protocol};
+    use std::net::TcpListener;
+
+    fn command(direction: Direction) -> Command {
+        Command {
+            protocol: Protocol::Tcp,
+            direction,
+            payload: Payload::Zeros,
+            tcp_conn_count: 0,
+            tx_size: 32_768,
+            client_buf_size: 0,
+            remote_tx_speed: 0,
+            local_tx_speed: 0,
+        }
+    }
+
+    #[test]
+    fn each_end_takes_its_side_of_the_direction() {
+        for dir in [Direction::ServerRx, Direction::ServerTx, Direction::Both] {
+            assert_eq!(Role::Client.transmits(dir), Role::Server.receives(dir));
+            assert_eq!(Role::Client.receives(dir), Role::Server.transmits(dir));
+        }
+        assert!(Role::Server.transmits(Direction::ServerTx));
+        assert!(!Role::Client.transmits(Direction::ServerTx));
+    }
+
+    /// Who sends status in a TCP test (protocol document 6.1): the client sends
+    /// none; the server writes it directly when only receiving, between its writes when
+    /// sending too, and not at all when only sending.
+    #[test]
+    fn only_the_server_sends_tcp_status() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let primary = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let status = |role, dir| {
+            let cmd = command(dir);
+            let setup = Setup {
+                role,
+                cmd: &cmd,
+                tx_bps: 0,
+                budget: None,
+                label: "test".into(),
+            };
+            match setup.tcp_status_out(Some(&primary)).unwrap() {
+                StatusOut::None => "none",
+                StatusOut::Direct(_) => "direct",
+                StatusOut::Inject => "inject",
+            }
+        };
+        for dir in [Direction::ServerRx, Direction::ServerTx, Direction::Both] {
+            assert_eq!(status(Role::Client, dir), "none");
+        }
+        assert_eq!(status(Role::Server, Direction::ServerRx), "direct");
+        assert_eq!(status(Role::Server, Direction::ServerTx), "none");
+        assert_eq!(status(Role::Server, Direction::Both), "inject");
+    }
+
+    #[test]
+    fn our_rate_applies_only_when_we_transmit() {
+        let cmd = command(Direction::ServerTx);
+        let setup = |role| Setup {
+            role,
+            cmd: &cmd,
+            tx_bps: 1_000_000,
+            budget: None,
+            label: "test".into(),
+        };
+        assert_eq!(setup(Role::Server).state().tx_rate_bps(), 1_000_000);
+        // Not transmitting: no fixed rate, so the peer's reports would pace us.
+        assert_eq!(setup(Role::Client).state().tx_rate_bps(), 0);
+    }
+}

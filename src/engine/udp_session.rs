@@ -196,3 +196,43 @@ fn spawn_receivers(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn streams_send_to_the_ports_the_role_implies() {
+        let link = UdpLink {
+            sockets: Vec::new(),
+            peer_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            server_port: 2000,
+        };
+        assert_eq!(link.client_port(), 2256);
+        for i in 0..3 {
+            assert_eq!(
+                link.dest(Role::Client, i).port(),
+                2000,
+                "the server's one port"
+            );
+        }
+        assert_eq!(link.dest(Role::Server, 0).port(), 2256);
+        assert_eq!(link.dest(Role::Server, 2).port(), 2258, "client port + i");
+        assert!(link.socket(0).is_err(), "no socket, no stream");
+    }
+
+    #[test]
+    fn a_shared_socket_serves_every_stream() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let link = UdpLink {
+            sockets: vec![sock],
+            peer_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            server_port: port,
+        };
+        for i in 0..4 {
+            assert_eq!(link.socket(i).unwrap().local_addr().unwrap().port(), port);
+        }
+    }
+}
