@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use crate::engine::tcp::{ReceivePlan, SendPlan};
-use crate::engine::{EndReason, Interval, Outcome, RunOptions, Session, StatusOut, TestState};
+use crate::engine::{
+    EndReason, Interval, Outcome, Role, RunOptions, Session, Setup, TestState, start_tcp,
+};
 use crate::handshake::client::{self as hs, Credentials, Established};
 use crate::handshake::{AuthMethod, HandshakeError};
 use crate::proto::{Command, Direction, Payload, Protocol};
@@ -230,12 +231,37 @@ struct Started<'a> {
     established: Established,
 }
 
+/// What both ends of the test share once its connections are in, from our side.
+fn setup<'a>(cfg: &ClientConfig, cmd: &'a Command, addr: SocketAddr) -> Setup<'a> {
+    Setup {
+        role: Role::Client,
+        cmd,
+        tx_bps: cfg.local_bps,
+        budget: None,
+        label: addr.to_string(),
+    }
+}
+
+impl Report {
+    /// The report of a test that ran over `connections` streams, with the peer's figures
+    /// from its state.
+    fn new(outcome: Outcome, auth: AuthMethod, connections: usize, state: &TestState) -> Report {
+        Report {
+            outcome,
+            auth,
+            connections,
+            remote_cpu: state.remote_cpu(),
+            peer_received: state.remote_received_total(),
+            peer_reports: state.remote_reports(),
+        }
+    }
+}
+
 /// Runs `session` for the configured duration; `also` sees every interval after the caller's
 /// hook.
 fn drive(
     cfg: &ClientConfig,
     session: Session,
-    status_out: StatusOut,
     hooks: Hooks<'_>,
     mut also: impl FnMut(&Interval<'_>),
 ) -> Outcome {
@@ -248,7 +274,6 @@ fn drive(
         RunOptions {
             deadline: cfg.duration.map(|d| Instant::now() + d),
             stop,
-            status_out,
             cpu,
             external_stop: None,
             policy_stop: None,
@@ -264,11 +289,11 @@ fn run_tcp(started: Started<'_>, hooks: Hooks<'_>) -> Result<Report, ClientError
     let Started {
         cfg,
         cmd,
-        control: primary,
+        control,
         addr,
         established,
     } = started;
-    let mut streams = vec![primary];
+    let mut streams = vec![control];
     if cmd.is_multi_connection() {
         if established.token == 0 {
             crate::log_error!(
@@ -280,35 +305,11 @@ fn run_tcp(started: Started<'_>, hooks: Hooks<'_>) -> Result<Report, ClientError
             streams.extend(join::join_all(cfg, addr, established.token, extra)?);
         }
     }
-
-    let dir = cfg.direction;
-    let state = TestState::new(if dir.client_tx() { cfg.local_bps } else { 0 });
-    let mut session = Session::new(state.clone(), addr.to_string());
     let connections = streams.len();
-    for (i, stream) in streams.into_iter().enumerate() {
-        let send = dir.client_tx().then_some(SendPlan {
-            tx_size: usize::from(cmd.tx_size),
-            payload: cfg.payload,
-            inject_status: false,
-        });
-        let receive = ReceivePlan {
-            count: dir.client_rx(),
-            scan_status: i == 0,
-            expect_data: dir.client_rx(),
-        };
-        session
-            .add_tcp(stream, send, receive)
-            .map_err(ClientError::Io)?;
-    }
-    let outcome = drive(cfg, session, StatusOut::None, hooks, |_| {});
-    Ok(Report {
-        outcome,
-        auth: established.auth,
-        connections,
-        remote_cpu: state.remote_cpu(),
-        peer_received: state.remote_received_total(),
-        peer_reports: state.remote_received().1,
-    })
+    let session = start_tcp(&setup(cfg, &cmd, addr), streams).map_err(ClientError::Io)?;
+    let state = session.state().clone();
+    let outcome = drive(cfg, session, hooks, |_| {});
+    Ok(Report::new(outcome, established.auth, connections, &state))
 }
 
 /// Exit code for a test that ran: 0 when it ended as asked, 1 when the peer or the network

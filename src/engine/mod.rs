@@ -5,17 +5,22 @@ pub mod acked;
 pub mod budget;
 mod intervals;
 pub mod latency;
+mod outcome;
 pub mod pacing;
+mod role;
 pub mod rx_loss;
 pub mod seq_gate;
 pub mod session;
 pub mod state;
 pub mod tcp;
 pub mod udp;
+mod udp_session;
 
 pub use latency::TcpLatency;
+pub use role::{Role, Setup, start_tcp};
 pub use session::{EndReason, Interval, Outcome, RunOptions, Session, StatusOut};
 pub use state::{StreamCounters, StreamSnapshot, TestState};
+pub use udp_session::{UdpCounts, UdpLink, UdpStats, start_udp};
 
 use std::io;
 use std::thread::{self, JoinHandle};

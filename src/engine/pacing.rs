@@ -38,11 +38,6 @@ impl Pacer {
         }
     }
 
-    /// True when sends are not paced at all.
-    pub fn is_unpaced(&self) -> bool {
-        self.interval.is_zero()
-    }
-
     /// Changes the rate from the next send on, keeping the schedule's phase.
     pub fn set_rate(&mut self, rate_bps: u64, unit_bytes: usize) {
         self.interval = interval_for(rate_bps, unit_bytes);

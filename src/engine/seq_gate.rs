@@ -61,6 +61,7 @@ impl SeqGate {
     }
 
     /// The last accepted seq (0 before the first).
+    #[cfg(test)]
     pub fn last(&self) -> u32 {
         self.last
     }

@@ -15,111 +15,12 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::acked::AckMeter;
 use super::intervals::{Held, Hold, Totals, reorder_window};
-use super::latency::{LatencyProbe, TcpLatency};
+use super::latency::LatencyProbe;
+pub use super::outcome::{EndReason, Interval, Outcome, StreamEnd};
 use super::state::{StreamSnapshot, TestState};
 use super::tcp::{self, ReceivePlan, SendPlan};
 use super::{RECV_TIMEOUT, SEND_TIMEOUT, STREAM_STACK_SIZE, spawn_guarded};
 use crate::proto::StatusMessage;
-
-/// Why one stream (one thread) ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StreamEnd {
-    /// The test was stopped on our side.
-    Stopped,
-    /// The peer closed or reset the connection.
-    PeerClosed,
-    /// The peer stopped reading or sending for longer than the timeout.
-    Stalled,
-    /// Another socket error.
-    Error(io::ErrorKind),
-    /// The thread panicked (a bug; logged where it happened).
-    Panicked,
-    /// The test's byte budget could not give this stream more (see [`super::budget`]).
-    BudgetSpent,
-}
-
-/// Why the whole test ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndReason {
-    /// The requested duration elapsed.
-    Duration,
-    /// SIGINT or SIGTERM.
-    Interrupted,
-    /// The primary connection ended (peer closed, stalled or failed).
-    Stream(StreamEnd),
-    /// Asked to stop from outside (server shutdown).
-    Stopped,
-    /// Stopped by the server's policy (byte budget spent, time limit).
-    Policy,
-}
-
-impl EndReason {
-    /// True when the test ended the way the user asked (duration or interrupt).
-    pub fn is_clean(self) -> bool {
-        matches!(
-            self,
-            EndReason::Duration | EndReason::Interrupted | EndReason::Stopped
-        )
-    }
-
-    /// A short description for logs.
-    pub fn describe(self) -> String {
-        match self {
-            EndReason::Duration => "duration reached".into(),
-            EndReason::Interrupted => "interrupted".into(),
-            EndReason::Stopped => "stopped".into(),
-            EndReason::Policy => "stopped by policy".into(),
-            EndReason::Stream(StreamEnd::PeerClosed) => "peer closed the connection".into(),
-            EndReason::Stream(StreamEnd::Stalled) => "peer stalled".into(),
-            EndReason::Stream(StreamEnd::Stopped) => "stopped".into(),
-            EndReason::Stream(StreamEnd::Panicked) => "internal error".into(),
-            EndReason::Stream(StreamEnd::BudgetSpent) => "byte budget spent".into(),
-            EndReason::Stream(StreamEnd::Error(kind)) => format!("socket error: {kind}"),
-        }
-    }
-}
-
-/// One interval's figures, handed to the reporter.
-#[derive(Clone, Debug)]
-pub struct Interval<'a> {
-    /// 1 for the first interval.
-    pub index: u32,
-    /// Length of this interval (one second, except the last).
-    pub duration: Duration,
-    /// Bytes sent by all streams.
-    pub tx_bytes: u64,
-    /// Bytes received by all streams.
-    pub rx_bytes: u64,
-    /// Datagrams lost (UDP).
-    pub lost: u64,
-    /// Per-stream figures, in connection order.
-    pub streams: &'a [StreamSnapshot],
-    /// Our CPU load over the interval.
-    pub local_cpu: Option<u8>,
-    /// The peer's last reported CPU load.
-    pub remote_cpu: Option<u8>,
-    /// True for the partial interval that closes the test.
-    pub last: bool,
-    /// RTT and retransmissions of the TCP data connections (`TCP_INFO`), if any.
-    pub tcp: Option<TcpLatency>,
-}
-
-impl Interval<'_> {
-    /// Datagrams of this interval that arrived after a higher sequence number (UDP).
-    pub fn reordered(&self) -> u64 {
-        self.streams.iter().map(|s| s.reordered).sum()
-    }
-
-    /// Datagrams of this interval that arrived more than once (UDP).
-    pub fn duplicates(&self) -> u64 {
-        self.streams.iter().map(|s| s.duplicates).sum()
-    }
-
-    /// Datagrams received in this interval, all streams (UDP).
-    pub fn rx_packets(&self) -> u64 {
-        self.streams.iter().map(|s| s.rx_packets).sum()
-    }
-}
 
 /// How our status messages leave, once per interval.
 pub enum StatusOut {
@@ -138,8 +39,6 @@ pub struct RunOptions<'a> {
     pub deadline: Option<Instant>,
     /// End the test when a signal arrives here.
     pub stop: Option<&'a Receiver<i32>>,
-    /// Where our status messages go.
-    pub status_out: StatusOut,
     /// Samples our CPU load, once per interval.
     pub cpu: &'a mut dyn FnMut() -> Option<u8>,
     /// Stops the test from another thread (server shutdown, budget): any message or
@@ -148,31 +47,6 @@ pub struct RunOptions<'a> {
     /// Stops the test for a policy reason (a budget checked in `on_interval`, which may send
     /// here to end the test before the next interval).
     pub policy_stop: Option<Receiver<()>>,
-}
-
-/// Totals of a finished test.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outcome {
-    /// Why it ended.
-    pub reason: EndReason,
-    /// From the start of data to the end.
-    pub elapsed: Duration,
-    /// The receive clock: from the first data datagram to the end in UDP tests (a server's
-    /// session starts a round trip before the client's data arrives), else `elapsed`.
-    pub rx_elapsed: Duration,
-    /// Bytes sent, all streams.
-    pub tx_bytes: u64,
-    /// Bytes received, all streams.
-    pub rx_bytes: u64,
-    /// Datagrams lost (UDP).
-    pub lost: u64,
-    /// Bytes each stream sent and received over the whole test, in connection order.
-    pub per_stream: Vec<(u64, u64)>,
-    /// RTT min/avg/max over every sample and total retransmissions (TCP tests).
-    pub tcp: Option<TcpLatency>,
-    /// Bytes TCP senders wrote that the peer had not acknowledged when the test ended: left
-    /// out of `tx_bytes`, since they had not crossed the link.
-    pub unacknowledged: u64,
 }
 
 struct Ended {
@@ -184,6 +58,7 @@ struct Ended {
 pub struct Session {
     state: Arc<TestState>,
     label: String,
+    status_out: StatusOut,
     ended_tx: Sender<Ended>,
     ended_rx: Receiver<Ended>,
     sockets: Vec<TcpStream>,
@@ -194,13 +69,60 @@ pub struct Session {
     acked: AckMeter,
 }
 
+/// What the driver keeps from one wake-up to the next.
+struct Drive {
+    start: Instant,
+    last_tick: Instant,
+    /// Stream threads still running.
+    live: usize,
+    /// Intervals accounted so far; also the seq of our last status message.
+    index: u32,
+    snapshots: Vec<StreamSnapshot>,
+    hold: Hold,
+    totals: Totals,
+}
+
+impl Drive {
+    /// The end of the interval under way.
+    fn next_tick(&self) -> Instant {
+        self.start + Duration::from_secs(u64::from(self.index) + 1)
+    }
+}
+
+/// The channels that end a test from outside, each one that was not given never ready.
+struct Stops {
+    signal: Receiver<i32>,
+    external: Receiver<()>,
+    policy: Receiver<()>,
+}
+
+impl Stops {
+    fn take(opts: &mut RunOptions<'_>) -> Stops {
+        use crossbeam_channel::never;
+        Stops {
+            signal: opts.stop.cloned().unwrap_or_else(never),
+            external: opts.external_stop.take().unwrap_or_else(never),
+            policy: opts.policy_stop.take().unwrap_or_else(never),
+        }
+    }
+}
+
+/// What woke the driver.
+enum Wake {
+    Ended(Ended),
+    End(EndReason),
+    Timer,
+}
+
 impl Session {
-    /// A session whose threads are named after `label` (usually the peer address).
-    pub fn new(state: Arc<TestState>, label: impl Into<String>) -> Session {
+    /// A session whose threads are named after `label` (usually the peer address), whose
+    /// status messages leave through `status_out`.
+    pub fn new(state: Arc<TestState>, label: impl Into<String>, status_out: StatusOut) -> Session {
         let (ended_tx, ended_rx) = crossbeam_channel::unbounded();
         Session {
             state,
             label: label.into(),
+            status_out,
             ended_tx,
             ended_rx,
             sockets: Vec::new(),
@@ -215,11 +137,6 @@ impl Session {
     /// The shared state.
     pub fn state(&self) -> &Arc<TestState> {
         &self.state
-    }
-
-    /// Number of connections added so far.
-    pub fn connections(&self) -> usize {
-        self.connections
     }
 
     /// Starts a thread that belongs to this session; its end is reported to the driver.
@@ -303,16 +220,161 @@ impl Session {
         })
     }
 
-    /// Reports the interval held back for its loss, if any, with the loss settled now.
-    fn release(
-        &self,
-        hold: &mut Hold,
-        totals: &mut Totals,
+    /// Runs the test to its end, calling `on_interval` once a second and once more for the
+    /// final partial interval, then stops and joins every thread.
+    pub fn run(
+        mut self,
+        mut opts: RunOptions<'_>,
+        mut on_interval: impl FnMut(&Interval<'_>),
+    ) -> Outcome {
+        let stops = Stops::take(&mut opts);
+        let start = Instant::now();
+        let mut drive = Drive {
+            start,
+            last_tick: start,
+            live: self.threads.len(),
+            index: 0,
+            snapshots: Vec::new(),
+            hold: Hold::default(),
+            totals: Totals::default(),
+        };
+        let reason = loop {
+            let next_tick = drive.next_tick();
+            let reason = match self.wait(&drive, &opts, &stops) {
+                Wake::Ended(ended) => self.stream_ended(&mut drive, &ended),
+                Wake::End(reason) => Some(reason),
+                Wake::Timer => self.on_timer(&mut drive, &mut opts, next_tick, &mut on_interval),
+            };
+            if let Some(reason) = reason {
+                break reason;
+            }
+        };
+        self.release(&mut drive, &mut on_interval);
+        self.finish(reason, drive, opts.cpu, &mut on_interval)
+    }
+
+    /// Sleeps until a stream ends, a stop arrives, or the next interval, deadline or held
+    /// interval is due, whichever comes first.
+    fn wait(&self, drive: &Drive, opts: &RunOptions<'_>, stops: &Stops) -> Wake {
+        let mut wake = opts
+            .deadline
+            .map_or(drive.next_tick(), |d| d.min(drive.next_tick()));
+        if let Some(due) = drive.hold.due() {
+            wake = wake.min(due);
+        }
+        let timeout = wake.saturating_duration_since(Instant::now());
+        crossbeam_channel::select! {
+            // The session holds a sender, so the channel never disconnects.
+            recv(self.ended_rx) -> ended => ended.map_or(Wake::Timer, Wake::Ended),
+            recv(stops.signal) -> _ => Wake::End(EndReason::Interrupted),
+            recv(stops.external) -> _ => Wake::End(EndReason::Stopped),
+            recv(stops.policy) -> _ => Wake::End(EndReason::Policy),
+            default(timeout) => Wake::Timer,
+        }
+    }
+
+    /// A stream thread ended: the test ends with the primary's, the last one's, or any
+    /// stream's that ran out of budget.
+    fn stream_ended(&self, drive: &mut Drive, ended: &Ended) -> Option<EndReason> {
+        drive.live = drive.live.saturating_sub(1);
+        // Any stream out of budget ends the test, so the others stop drawing.
+        if ended.end == StreamEnd::BudgetSpent {
+            return Some(EndReason::Policy);
+        }
+        if ended.primary || drive.live == 0 {
+            return Some(EndReason::Stream(ended.end));
+        }
+        crate::log!(
+            1,
+            "{}: a secondary stream ended: {:?}",
+            self.label,
+            ended.end
+        );
+        None
+    }
+
+    /// The timer fired: report a held interval that is due, end at the deadline, or account
+    /// the interval that just ended.
+    fn on_timer(
+        &mut self,
+        drive: &mut Drive,
+        opts: &mut RunOptions<'_>,
+        next_tick: Instant,
         on_interval: &mut impl FnMut(&Interval<'_>),
-    ) {
-        if let Some((h, snapshots)) = hold.release(&self.state) {
+    ) -> Option<EndReason> {
+        let now = Instant::now();
+        if drive.hold.due().is_some_and(|due| now >= due) {
+            self.release(drive, on_interval);
+        }
+        // At the deadline the last interval is accounted after the threads have stopped, so
+        // that it also holds the bytes in flight at the stop.
+        if opts.deadline.is_some_and(|d| now >= d) {
+            return Some(EndReason::Duration);
+        }
+        if now >= next_tick {
+            return self.tick(drive, opts.cpu, now, on_interval);
+        }
+        None
+    }
+
+    /// Accounts one interval: takes the streams' figures, sends our status, and reports the
+    /// interval (or holds it back a reorder window for its UDP loss). A failed status write
+    /// ends the test.
+    fn tick(
+        &mut self,
+        drive: &mut Drive,
+        cpu: &mut dyn FnMut() -> Option<u8>,
+        now: Instant,
+        on_interval: &mut impl FnMut(&Interval<'_>),
+    ) -> Option<EndReason> {
+        drive.index += 1;
+        let duration = now - drive.last_tick;
+        drive.last_tick = now;
+        self.state.mark_interval_end();
+        self.state.take_streams(&mut drive.snapshots);
+        self.acked.apply(&mut drive.snapshots);
+        let local_cpu = cpu();
+        let rx: u64 = drive.snapshots.iter().map(|s| s.rx_bytes).sum();
+        let msg = StatusMessage {
+            cpu: local_cpu.unwrap_or(0),
+            seq: drive.index,
+            bytes_received: u32::try_from(rx).unwrap_or(u32::MAX),
+        };
+        let sent = send_status(&mut self.status_out, &self.state, &msg);
+        let tcp = self.latency.sample();
+        if self.state.settles_loss() {
+            // The line waits a reorder window for this interval's loss.
+            let due = now + reorder_window(&self.status_out);
+            let held = Held {
+                index: drive.index,
+                duration,
+                local_cpu,
+                tcp,
+                due,
+            };
+            drive.hold.hold(held, &mut drive.snapshots);
+        } else {
             let remote_cpu = self.state.remote_cpu();
-            let mut interval = totals.interval(
+            let mut interval = drive.totals.interval(
+                drive.index,
+                duration,
+                &drive.snapshots,
+                local_cpu,
+                remote_cpu,
+                false,
+            );
+            interval.tcp = tcp;
+            on_interval(&interval);
+        }
+        sent.err()
+            .map(|e| EndReason::Stream(tcp::classify(&e, &self.state)))
+    }
+
+    /// Reports the interval held back for its loss, if any, with the loss settled now.
+    fn release(&self, drive: &mut Drive, on_interval: &mut impl FnMut(&Interval<'_>)) {
+        if let Some((h, snapshots)) = drive.hold.release(&self.state) {
+            let remote_cpu = self.state.remote_cpu();
+            let mut interval = drive.totals.interval(
                 h.index,
                 h.duration,
                 snapshots,
@@ -325,131 +387,31 @@ impl Session {
         }
     }
 
-    /// Runs the test to its end, calling `on_interval` once a second and once more for the
-    /// final partial interval, then stops and joins every thread.
-    pub fn run(
+    /// Stops every thread, reports the final partial interval, and sums the test up.
+    fn finish(
         mut self,
-        mut opts: RunOptions<'_>,
-        mut on_interval: impl FnMut(&Interval<'_>),
+        reason: EndReason,
+        mut drive: Drive,
+        cpu: &mut dyn FnMut() -> Option<u8>,
+        on_interval: &mut impl FnMut(&Interval<'_>),
     ) -> Outcome {
-        let never = crossbeam_channel::never();
-        let stop = opts.stop.unwrap_or(&never);
-        let external = opts
-            .external_stop
-            .take()
-            .unwrap_or_else(crossbeam_channel::never);
-        let policy = opts
-            .policy_stop
-            .take()
-            .unwrap_or_else(crossbeam_channel::never);
-        let start = Instant::now();
-        let mut last_tick = start;
-        let mut live = self.threads.len();
-        let mut index: u32 = 0;
-        let mut snapshots = Vec::new();
-        let mut hold = Hold::default();
-        let mut totals = Totals::default();
-        let mut status_seq: u32 = 0;
-
-        let reason = loop {
-            let next_tick = start + Duration::from_secs(u64::from(index) + 1);
-            let mut wake = opts.deadline.map_or(next_tick, |d| d.min(next_tick));
-            if let Some(due) = hold.due() {
-                wake = wake.min(due);
-            }
-            let timeout = wake.saturating_duration_since(Instant::now());
-            crossbeam_channel::select! {
-                recv(self.ended_rx) -> ended => {
-                    if let Ok(ended) = ended {
-                        live = live.saturating_sub(1);
-                        // Any stream out of budget ends the test, so the others stop drawing.
-                        if ended.end == StreamEnd::BudgetSpent {
-                            break EndReason::Policy;
-                        }
-                        if ended.primary || live == 0 {
-                            break EndReason::Stream(ended.end);
-                        }
-                        crate::log!(1, "{}: a secondary stream ended: {:?}", self.label, ended.end);
-                    }
-                }
-                recv(stop) -> _ => break EndReason::Interrupted,
-                recv(external) -> _ => break EndReason::Stopped,
-                recv(policy) -> _ => break EndReason::Policy,
-                default(timeout) => {
-                    let now = Instant::now();
-                    if hold.due().is_some_and(|due| now >= due) {
-                        self.release(&mut hold, &mut totals, &mut on_interval);
-                    }
-                    // At the deadline the last interval is accounted after the threads have
-                    // stopped, so that it also holds the bytes in flight at the stop.
-                    if opts.deadline.is_some_and(|d| now >= d) {
-                        break EndReason::Duration;
-                    }
-                    if now >= next_tick {
-                        index += 1;
-                        let duration = now - last_tick;
-                        last_tick = now;
-                        self.state.mark_interval_end();
-                        self.state.take_streams(&mut snapshots);
-                        self.acked.apply(&mut snapshots);
-                        let local_cpu = (opts.cpu)();
-                        status_seq += 1;
-                        let rx: u64 = snapshots.iter().map(|s| s.rx_bytes).sum();
-                        let msg = StatusMessage {
-                            cpu: local_cpu.unwrap_or(0),
-                            seq: status_seq,
-                            bytes_received: u32::try_from(rx).unwrap_or(u32::MAX),
-                        };
-                        let sent = send_status(&mut opts.status_out, &self.state, &msg);
-                        let tcp = self.latency.sample();
-                        if self.state.settles_loss() {
-                            // The line waits a reorder window for this interval's loss.
-                            let due = now + reorder_window(&opts.status_out);
-                            hold.hold(Held { index, duration, local_cpu, tcp, due }, &mut snapshots);
-                        } else {
-                            let mut interval = totals.interval(index, duration, &snapshots,
-                                local_cpu, self.state.remote_cpu(), false);
-                            interval.tcp = tcp;
-                            on_interval(&interval);
-                        }
-                        if let Err(e) = sent {
-                            break EndReason::Stream(tcp::classify(&e, &self.state));
-                        }
-                    }
-                }
-            }
-        };
-        self.release(&mut hold, &mut totals, &mut on_interval);
-
         let end = Instant::now();
         // Sampled before the shutdown below resets the connections' state.
         let final_tcp = self.latency.sample();
         self.acked.freeze();
-        self.state.stop();
-        for socket in &self.sockets {
-            let _ = socket.shutdown(Shutdown::Both);
-        }
-        for socket in &self.udp_sockets {
-            shutdown_udp(socket);
-        }
-        if let StatusOut::Direct(s) = &opts.status_out {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-        for handle in self.threads.drain(..) {
-            let _ = handle.join();
-        }
+        self.stop_threads();
         // Every write is in the counters now; what the peer had not acknowledged when the
         // test stopped (frozen above, or by this sample) is not reported as sent.
-        self.state.take_streams(&mut snapshots);
-        self.acked.apply(&mut snapshots);
-        let final_duration = end - last_tick;
-        let has_bytes = snapshots.iter().any(|s| s.tx_bytes + s.rx_bytes > 0);
+        self.state.take_streams(&mut drive.snapshots);
+        self.acked.apply(&mut drive.snapshots);
+        let final_duration = end - drive.last_tick;
+        let has_bytes = drive.snapshots.iter().any(|s| s.tx_bytes + s.rx_bytes > 0);
         if has_bytes && !final_duration.is_zero() {
-            let local_cpu = (opts.cpu)();
-            let mut interval = totals.interval(
-                index + 1,
+            let local_cpu = cpu();
+            let mut interval = drive.totals.interval(
+                drive.index + 1,
                 final_duration,
-                &snapshots,
+                &drive.snapshots,
                 local_cpu,
                 self.state.remote_cpu(),
                 true,
@@ -457,16 +419,35 @@ impl Session {
             interval.tcp = final_tcp;
             on_interval(&interval);
         }
+        let start = drive.start;
         Outcome {
             reason,
             elapsed: end - start,
             rx_elapsed: end - self.state.rx_started().map_or(start, |t| t.max(start)),
-            tx_bytes: totals.tx,
-            rx_bytes: totals.rx,
-            lost: totals.lost,
-            per_stream: totals.per_stream,
+            tx_bytes: drive.totals.tx,
+            rx_bytes: drive.totals.rx,
+            lost: drive.totals.lost,
+            per_stream: drive.totals.per_stream,
             tcp: self.latency.test_total(),
             unacknowledged: self.acked.unacknowledged(),
+        }
+    }
+
+    /// Stops the test, shuts every socket down so blocked threads wake at once, and joins
+    /// them.
+    fn stop_threads(&mut self) {
+        self.state.stop();
+        for socket in &self.sockets {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        for socket in &self.udp_sockets {
+            shutdown_udp(socket);
+        }
+        if let StatusOut::Direct(s) = &self.status_out {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
         }
     }
 }

@@ -82,6 +82,7 @@ impl ConnLimits {
     }
 
     /// Connections held now.
+    #[cfg(test)]
     pub fn total(&self) -> usize {
         self.counts.lock().total
     }
@@ -92,6 +93,7 @@ impl ConnLimits {
     }
 
     /// Addresses with at least one connection (the map never keeps empty entries).
+    #[cfg(test)]
     pub fn addresses(&self) -> usize {
         self.counts.lock().per_ip.len()
     }

@@ -12,6 +12,7 @@ mod guarded;
 pub mod limits;
 pub mod output;
 pub mod policy;
+mod primary;
 pub mod recorder;
 pub mod registry;
 mod session;
@@ -21,7 +22,6 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -30,15 +30,12 @@ use parking_lot::Mutex;
 use self::backoff::Backoff;
 use self::deadline::DeadlineStream;
 use self::gauge::Gauge;
-use self::guarded::Guarded;
 use self::limits::{ConnLimits, ConnSlot, LimitRefusal};
-use self::policy::{Admission, AdmissionRequest, Refusal, RefusalKind, SessionSummary};
+use self::policy::{Admission, Refusal, RefusalKind};
 use self::registry::Registry;
 pub use self::session::Policed;
-use self::session::{log_session_end, run_tcp_session, user_suffix};
-use crate::handshake::HandshakeError;
 use crate::handshake::server::{self as hs, Authenticator};
-use crate::proto::{Command, Protocol, Request};
+use crate::proto::Request;
 use crate::{log, log_error};
 
 /// Handshake places one address may use beyond its own while its multi-connection test waits
@@ -153,47 +150,6 @@ pub struct Server {
     listeners: Vec<TcpListener>,
 }
 
-/// A server serving on background threads (tests, benches).
-pub struct ServerHandle {
-    shared: Arc<Shared>,
-    addrs: Vec<SocketAddr>,
-    stop_tx: Sender<i32>,
-    thread: Option<JoinHandle<io::Result<()>>>,
-}
-
-impl ServerHandle {
-    /// The addresses the server listens on.
-    pub fn addrs(&self) -> &[SocketAddr] {
-        &self.addrs
-    }
-
-    /// Sessions running now.
-    pub fn active_sessions(&self) -> usize {
-        self.shared.sessions.get()
-    }
-
-    /// Stops the server and waits for it.
-    pub fn shutdown(mut self) -> io::Result<()> {
-        self.stop()
-    }
-
-    fn stop(&mut self) -> io::Result<()> {
-        let _ = self.stop_tx.send(libc::SIGTERM);
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("server thread panicked"))),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for ServerHandle {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
-
 fn unspecified_to_loopback(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {
@@ -261,22 +217,6 @@ impl Server {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect()
-    }
-
-    /// Serves on background threads until the handle is shut down or dropped.
-    pub fn spawn(self) -> io::Result<ServerHandle> {
-        let addrs = self.local_addrs();
-        let shared = self.shared.clone();
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
-        let thread = std::thread::Builder::new()
-            .name("btest-server".into())
-            .spawn(move || self.serve(&stop_rx))?;
-        Ok(ServerHandle {
-            shared,
-            addrs,
-            stop_tx,
-            thread: Some(thread),
-        })
     }
 
     /// Accepts connections until a message arrives on `stop` (SIGINT/SIGTERM), then stops
@@ -378,19 +318,17 @@ fn on_accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let shared2 = shared.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("btest-conn-{peer}"))
-        .stack_size(CONNECTION_STACK_SIZE)
-        .spawn(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                handle_connection(&shared2, stream, conn, peer, slot)
-            }));
-            if result.is_err() {
+    let shared = shared.clone();
+    let spawned = crate::engine::spawn_guarded(
+        format!("btest-conn-{peer}"),
+        CONNECTION_STACK_SIZE,
+        move || handle_connection(&shared, stream, conn, peer, slot),
+        move |panicked| {
+            if panicked {
                 log_error!("{peer}: connection thread panicked; session dropped");
             }
-            crate::sys::alloc::release_unused_stack();
-        });
+        },
+    );
     if let Err(e) = spawned {
         log_error!("{peer}: cannot start a thread: {e}");
     }
@@ -431,167 +369,15 @@ fn handle_connection(
             Err(refusal) => refuse(shared, peer, RefusalKind::Other, refusal.to_string()),
         },
         Request::Command(cmd) => {
-            let conns = vec![conn];
-            primary(shared, stream, conns, peer, cmd, deadline, handshake_slot)
+            let test = primary::Primary {
+                peer,
+                cmd,
+                conns: vec![conn],
+                deadline,
+            };
+            primary::primary(shared, stream, test, handshake_slot);
         }
     }
-}
-
-/// Runs a new test on its primary connection: admission, authentication, the OK, the wait
-/// for secondary connections, the session. `conns` holds the connection slots until it ends.
-fn primary(
-    shared: &Arc<Shared>,
-    stream: TcpStream,
-    mut conns: Vec<ConnSlot>,
-    peer: SocketAddr,
-    cmd: Command,
-    deadline: Instant,
-    handshake_slot: ConnSlot,
-) {
-    let mut io = DeadlineStream::new(&stream, deadline);
-    if shared.shutting_down.load(Ordering::SeqCst) {
-        refuse(
-            shared,
-            peer,
-            RefusalKind::Other,
-            "server is shutting down".into(),
-        );
-        return;
-    }
-    let key = shared.cfg.addr_key(peer.ip());
-    let guarded = Guarded::new(shared.cfg.auth.as_ref(), &shared.backoff);
-    let who = match hs::authenticate(&mut io, &guarded, &mut fill_random) {
-        Ok(who) => who,
-        Err(e) => {
-            log!(0, "{peer}: refused: {e}");
-            if let HandshakeError::AuthRejected { method, user } = &e {
-                shared.backoff.failed(key, user);
-                shared.cfg.admission.auth_failed(peer, *method, user);
-            }
-            return;
-        }
-    };
-    // Taken only now, so peers that never authenticate cannot hold the session places.
-    let Some(session_slot) = shared.sessions.try_enter(shared.cfg.max_sessions) else {
-        let detail = format!("max-sessions ({}) reached", shared.cfg.max_sessions);
-        refuse(shared, peer, RefusalKind::MaxSessions, detail);
-        return;
-    };
-    let request = AdmissionRequest {
-        peer,
-        method: who.method,
-        user: &who.user,
-        cmd: &cmd,
-    };
-    let ticket = match shared.cfg.admission.admit(&request) {
-        Ok(ticket) => ticket,
-        Err(refusal) => {
-            log!(0, "{peer}: refused: {refusal}");
-            return;
-        }
-    };
-
-    let joins = if cmd.is_multi_connection() {
-        let secondaries = cmd.connection_count() - 1;
-        Some(
-            shared
-                .registry
-                .register(secondaries, peer.ip(), &mut fill_random),
-        )
-    } else {
-        None
-    };
-    let awaiting = joins
-        .as_ref()
-        .and_then(|_| shared.awaiting_joins.acquire(key).ok());
-    let token = joins.as_ref().map_or(0, |(t, _)| *t);
-    let udp = if cmd.protocol == Protocol::Udp {
-        let local = stream
-            .local_addr()
-            .map_or_else(|_| unspecified_like(peer), |a| a.ip());
-        match udp::prepare(&shared.udp_ports, &cmd, peer, local) {
-            Ok(prepared) => Some(prepared),
-            Err(e) => {
-                refuse(shared, peer, RefusalKind::Other, e.to_string());
-                return;
-            }
-        }
-    } else {
-        None
-    };
-    let udp_port = udp.as_ref().map(|u| u.port());
-    if let Err(e) = hs::accept(&mut io, token, udp_port) {
-        log!(0, "{peer}: dropped: {e}");
-        if token != 0 {
-            shared.registry.remove(token);
-        }
-        return;
-    }
-    drop(handshake_slot);
-
-    let mut streams = vec![stream];
-    if let Some((token, joins)) = joins {
-        let wait_until = Instant::now() + shared.cfg.join_wait;
-        while streams.len() < cmd.connection_count() {
-            match joins.recv_deadline(wait_until) {
-                Ok((s, conn)) => {
-                    streams.push(s);
-                    conns.push(conn);
-                }
-                Err(_) => break,
-            }
-        }
-        shared.registry.remove(token);
-        drop(awaiting);
-        if streams.len() < cmd.connection_count() {
-            log!(
-                0,
-                "{peer}: session {token:#06x}: {} of {} connections joined; starting with those",
-                streams.len(),
-                cmd.connection_count()
-            );
-        }
-    }
-
-    let id = shared.sessions_total.fetch_add(1, Ordering::Relaxed) + 1;
-    log!(
-        log::SESSION,
-        "{peer}: session {id} start: {} {} conns={} auth={}{}",
-        cmd.protocol.name(),
-        cmd.direction.client_name(),
-        streams.len(),
-        who.method.name(),
-        user_suffix(&who)
-    );
-    let connections = streams.len();
-    let mut ticket = ticket;
-    ticket.started(id);
-    let outcome = match udp {
-        Some(prepared) => udp::run_session(
-            prepared,
-            &cmd,
-            stream_of(streams),
-            peer,
-            Policed::new(shared, ticket.as_mut()),
-        ),
-        None => run_tcp_session(shared, &cmd, streams, peer, ticket.as_mut()),
-    };
-    match outcome {
-        Ok(outcome) => {
-            log_session_end(id, peer, &cmd, connections, &who, &outcome);
-            ticket.finish(&SessionSummary {
-                connections,
-                outcome: &outcome,
-            });
-        }
-        Err(e) => log_error!("{peer}: session {id} could not start: {e}"),
-    }
-    drop(session_slot);
-}
-
-/// The control connection of a UDP test (the only connection it has).
-fn stream_of(mut streams: Vec<TcpStream>) -> TcpStream {
-    streams.swap_remove(0)
 }
 
 fn refuse(shared: &Shared, peer: SocketAddr, kind: RefusalKind, detail: String) {

@@ -150,11 +150,13 @@ impl<T> Registry<T> {
     }
 
     /// Sessions currently waiting for joins.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.waiting.lock().len()
     }
 
     /// True when no session waits for joins.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

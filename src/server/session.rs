@@ -1,8 +1,8 @@
-//! One server session once its connections are in: the TCP data plan for the command's
-//! direction, the policy it runs under (shared with UDP sessions), and its log lines.
+//! What a server session runs under once its connections are in (the policy, the server's
+//! shutdown, the shared CPU reading), and its log lines. The data plan itself is the
+//! engine's, shared with the client ([`crate::engine::start_tcp`], [`crate::engine::start_udp`]).
 
-use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,54 +10,13 @@ use crossbeam_channel::Receiver;
 
 use super::Shared;
 use super::policy::{Ticket, Verdict};
-use crate::engine::tcp::{ReceivePlan, SendPlan};
-use crate::engine::{Outcome, RunOptions, Session, StatusOut, TestState};
+use crate::engine::{Outcome, RunOptions, Session};
 use crate::handshake::AuthMethod;
 use crate::handshake::printable_user;
 use crate::handshake::server::Authenticated;
 use crate::log;
 use crate::proto::Command;
 use crate::report::text::{bits_per_second, format_rate};
-
-pub(super) fn run_tcp_session(
-    shared: &Arc<Shared>,
-    cmd: &Command,
-    streams: Vec<TcpStream>,
-    peer: SocketAddr,
-    ticket: &mut dyn Ticket,
-) -> io::Result<Outcome> {
-    let dir = cmd.direction;
-    let state = TestState::new(if dir.server_tx() {
-        u64::from(cmd.remote_tx_speed)
-    } else {
-        0
-    });
-    let policed = Policed::new(shared, ticket);
-    policed.arm(&state);
-    let status_out = match (dir.server_tx(), dir.server_rx()) {
-        (false, true) => match streams.first() {
-            Some(primary) => StatusOut::Direct(primary.try_clone()?),
-            None => StatusOut::None,
-        },
-        (true, true) => StatusOut::Inject,
-        _ => StatusOut::None,
-    };
-    let mut session = Session::new(state, peer.to_string());
-    for (i, stream) in streams.into_iter().enumerate() {
-        let send = dir.server_tx().then_some(SendPlan {
-            tx_size: usize::from(cmd.tx_size),
-            payload: cmd.payload,
-            inject_status: i == 0 && dir.server_rx(),
-        });
-        let receive = ReceivePlan {
-            count: dir.server_rx(),
-            scan_status: i == 0,
-            expect_data: dir.server_rx(),
-        };
-        session.add_tcp(stream, send, receive)?;
-    }
-    Ok(policed.run(session, status_out))
-}
 
 /// What every server session runs under, TCP or UDP: the shared CPU reading for its status
 /// messages, the server's shutdown, and the admission ticket's limits and verdicts.
@@ -76,16 +35,8 @@ impl<'a> Policed<'a> {
         }
     }
 
-    /// Gives the test's streams the ticket's byte budget, if it has one; call before the
-    /// first stream starts.
-    pub fn arm(&self, state: &TestState) {
-        if let Some(budget) = self.ticket.budget() {
-            state.budget.set(budget);
-        }
-    }
-
     /// Drives `session` to its end; the ticket sees every interval and may stop it.
-    pub fn run(self, session: Session, status_out: StatusOut) -> Outcome {
+    pub fn run(self, session: Session) -> Outcome {
         let Policed {
             cpu,
             shutdown,
@@ -97,7 +48,6 @@ impl<'a> Policed<'a> {
             RunOptions {
                 deadline: ticket.max_duration().map(|d| Instant::now() + d),
                 stop: None,
-                status_out,
                 cpu: &mut cpu_now,
                 external_stop: Some(shutdown),
                 policy_stop: Some(policy_rx),

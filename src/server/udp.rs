@@ -11,15 +11,11 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::engine::udp::{
-    self as engine_udp, Demux, UdpReceivePlan, UdpSendPlan, UdpTotals, normalize,
-};
-use crate::engine::{Outcome, Session, StatusOut, TestState};
-use crate::proto::udp::{payload_len, wire_bytes};
+use crate::engine::udp::{self as engine_udp, normalize};
+use crate::engine::{Outcome, Setup, UdpLink, start_udp};
 use crate::proto::{CLIENT_UDP_PORT_OFFSET, Command};
 
 /// Ports tried before an allocation gives up: ports the OS refuses (another program holds them)
@@ -219,89 +215,43 @@ pub fn prepare(
 
 /// Runs a UDP test over the prepared socket, governed by the control connection: the test
 /// ends when the client closes it or goes silent, or when the server shuts down.
-pub fn run_session(
+pub(super) fn run_session(
+    setup: &Setup<'_>,
     prepared: Prepared,
-    cmd: &Command,
     control: TcpStream,
     peer: SocketAddr,
     policed: super::Policed<'_>,
 ) -> io::Result<Outcome> {
     let Prepared { socket, guard } = prepared;
     let port = guard.port();
-    let dir = cmd.direction;
-    let peer_ip = normalize(peer.ip());
-    let ipv6 = peer_ip.is_ipv6();
-    let streams = cmd.connection_count();
-    let client_port = port.saturating_add(CLIENT_UDP_PORT_OFFSET);
-    let payload = payload_len(cmd.tx_size, ipv6).unwrap_or(crate::proto::udp::UDP_HEADER_LEN);
-    let state = TestState::new(if dir.server_tx() {
-        u64::from(cmd.remote_tx_speed)
-    } else {
-        0
-    });
-    policed.arm(&state);
-    let mut session = Session::new(state.clone(), peer.to_string());
-    session.track_udp(&socket)?;
-    let counters: Vec<_> = (0..streams)
-        .map(|_| state.add_stream(dir.server_tx()))
-        .collect();
-    if dir.server_tx() {
-        for (i, c) in counters.iter().enumerate() {
-            let dest_port = client_port.saturating_add(u16::try_from(i).unwrap_or(u16::MAX));
-            let plan = UdpSendPlan {
-                dest: SocketAddr::new(peer_ip, dest_port),
-                payload_len: payload,
-                wire_bytes: wire_bytes(payload, ipv6),
-                payload: cmd.payload,
-            };
-            let (sock, st, c) = (socket.try_clone()?, state.clone(), c.clone());
-            session.spawn(&format!("udp-tx{i}"), false, move || {
-                engine_udp::send_loop(sock, &st, &c, plan)
-            })?;
-        }
-    }
-    let strangers = Arc::new(AtomicU64::new(0));
-    let totals = Arc::new(UdpTotals::default());
-    if dir.server_rx() {
-        let plan = UdpReceivePlan {
-            peer_ip,
-            ipv6,
-            demux: if streams > 1 {
-                Demux::ByPort { base: client_port }
-            } else {
-                Demux::Single
-            },
-            strangers: strangers.clone(),
-            totals: totals.clone(),
-        };
-        let (sock, st, c) = (socket.try_clone()?, state.clone(), counters.clone());
-        session.spawn("udp-rx", false, move || {
-            engine_udp::receive_loop(sock, &st, c, plan)
-        })?;
-    }
-    let reader = control.try_clone()?;
-    let st = state.clone();
-    session.spawn("ctl", true, move || engine_udp::control_reader(reader, &st))?;
+    let link = UdpLink {
+        sockets: vec![socket],
+        peer_ip: normalize(peer.ip()),
+        server_port: port,
+    };
+    let client_port = link.client_port();
+    let (session, stats) = start_udp(setup, link, control)?;
     crate::log!(
         1,
-        "{peer}: UDP port {port}, client port {client_port}, {streams} stream(s), \
-         {payload}-byte payload"
+        "{peer}: UDP port {port}, client port {client_port}, {} stream(s), {}-byte payload",
+        setup.cmd.connection_count(),
+        stats.payload_len
     );
-    let outcome = policed.run(session, StatusOut::Direct(control));
-    if dir.server_rx() {
+    let outcome = policed.run(session);
+    if setup.receives() {
+        let c = stats.counts();
         crate::log!(
             0,
             "{peer}: UDP port {port}: received {} lost {} reordered {} duplicates {} \
              strangers {}",
-            totals.received.load(Ordering::Relaxed),
-            totals.lost.load(Ordering::Relaxed),
-            totals.reordered.load(Ordering::Relaxed),
-            totals.duplicates.load(Ordering::Relaxed),
-            strangers.load(Ordering::Relaxed)
+            c.received,
+            c.lost,
+            c.reordered,
+            c.duplicates,
+            c.strangers
         );
     }
-    // Every thread has been joined: the port can go back to the pool.
-    drop(socket);
+    // Every thread has been joined and the socket closed: the port can go back to the pool.
     drop(guard);
     Ok(outcome)
 }
