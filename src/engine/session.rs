@@ -5,7 +5,7 @@
 //! The driver sleeps on a channel with a deadline, so a stream that ends wakes it at once; no
 //! loop here polls.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -437,17 +437,52 @@ impl Session {
     /// them.
     fn stop_threads(&mut self) {
         self.state.stop();
-        for socket in &self.sockets {
-            let _ = socket.shutdown(Shutdown::Both);
+        // TCP connections are shut for writing only: the FIN goes after the bytes already
+        // queued, which the kernel goes on delivering. Shutting the read side too would make
+        // the kernel answer any byte still coming from the peer (a status message in flight)
+        // with a reset, and a reset throws away what is queued for the peer. Readers blocked
+        // without data wake within `RECV_TIMEOUT`, or at once when the peer closes.
+        let control = match &self.status_out {
+            StatusOut::Direct(s) => Some(s),
+            _ => None,
+        };
+        for socket in self.sockets.iter().chain(control) {
+            let _ = socket.shutdown(Shutdown::Write);
         }
         for socket in &self.udp_sockets {
             shutdown_udp(socket);
         }
-        if let StatusOut::Direct(s) = &self.status_out {
-            let _ = s.shutdown(Shutdown::Both);
-        }
         for handle in self.threads.drain(..) {
             let _ = handle.join();
+        }
+        let deadline = Instant::now() + LINGER;
+        for socket in self.sockets.iter().chain(control) {
+            linger(socket, deadline);
+        }
+    }
+}
+
+/// How long a finished session waits for its peers to close their side of the connections.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Reads and drops what the peer still sends until it closes its side, or `deadline`.
+///
+/// Closing a socket that holds unread bytes makes the kernel reset the connection, and the
+/// reset discards the data still queued for the peer: bytes a server counted (and a budget
+/// charged) as sent would never arrive. A peer closes once our FIN reaches it, so this
+/// normally returns within a round trip; a peer that never closes costs `deadline`.
+fn linger(socket: &TcpStream, deadline: Instant) {
+    let mut sink = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match (&*socket).read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }
