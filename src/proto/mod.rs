@@ -3,6 +3,7 @@
 //! Every type here is a plain value with an `encode` into a fixed array and a `decode` from a
 //! slice that returns an error for malformed input. Nothing here panics on peer data; the
 //! lints below make the compiler hold us to it.
+#![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod command;

@@ -3,7 +3,10 @@
 pub mod alloc;
 pub mod clock;
 pub mod cpu;
+pub mod flock;
+pub mod hostname;
 pub mod random;
+pub mod rlimit;
 pub mod signal;
 pub mod sockopt;
 pub mod tcp_info;
