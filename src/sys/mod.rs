@@ -5,6 +5,8 @@ pub mod clock;
 pub mod cpu;
 pub mod flock;
 pub mod hostname;
+#[cfg(target_os = "linux")]
+pub mod mmsg;
 pub mod random;
 pub mod rlimit;
 pub mod signal;
