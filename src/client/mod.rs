@@ -1,4 +1,5 @@
 //! The client: connect, handshake, join secondary connections, run the engine, print.
+#![forbid(unsafe_code)]
 
 mod join;
 mod output;

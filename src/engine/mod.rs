@@ -1,5 +1,6 @@
 //! The data plane shared by client and server: one thread per stream direction, pacing, the
 //! once-a-second status exchange and interval accounting.
+#![forbid(unsafe_code)]
 
 pub mod acked;
 pub mod budget;

@@ -493,10 +493,7 @@ fn shutdown_udp(socket: &UdpSocket) {
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
-        // SAFETY: the descriptor belongs to a socket we hold open.
-        unsafe {
-            libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR);
-        }
+        crate::sys::sockopt::shutdown(socket.as_raw_fd());
     }
     #[cfg(not(unix))]
     let _ = socket;

@@ -183,59 +183,129 @@ impl Progress {
 /// Receives until the peer closes, the test stops, or (when data is expected) the peer has
 /// been silent for [`IDLE_LIMIT`].
 pub fn receive_loop(
-    mut stream: TcpStream,
+    stream: TcpStream,
     state: &TestState,
     counters: &StreamCounters,
     plan: ReceivePlan,
 ) -> StreamEnd {
-    let mut buf = vec![0u8; READ_BUFFER];
-    let mut scanner = plan.scan_status.then(StatusScanner::new);
-    let mut idle = Duration::ZERO;
-    // Only counted bytes draw from the budget (a status-only connection moves none).
-    let mut allowance = if plan.count {
-        state.budget.allowance(Flow::Rx)
-    } else {
-        Allowance::unlimited()
+    let reader = Reader {
+        counters: plan.count.then_some(counters),
+        scan_status: plan.scan_status,
+        buffer: READ_BUFFER,
+        liveness: IdleLimit {
+            expect_data: plan.expect_data,
+            idle: Duration::ZERO,
+        },
     };
-    while state.running() {
-        let room = allowance.grant(buf.len());
-        if room == 0 {
-            return StreamEnd::BudgetSpent;
+    reader.run(stream, state)
+}
+
+/// What one read of a TCP connection came to, for a [`Liveness`] to judge.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ReadEvent {
+    /// Bytes arrived, among them this many well-formed status messages.
+    Bytes { statuses: usize },
+    /// The kernel's receive timeout passed without a byte.
+    Waited,
+    /// A signal cut the read short.
+    Interrupted,
+}
+
+/// When a reader of a TCP connection gives up on a peer: the one thing a data connection and
+/// the control connection of a UDP test read differently.
+pub(crate) trait Liveness {
+    /// Called after every read; `Some` ends the stream for that reason.
+    fn after(&mut self, event: ReadEvent, state: &TestState) -> Option<StreamEnd>;
+}
+
+/// A data connection's rule: a peer expected to send that sends nothing for [`IDLE_LIMIT`] is
+/// gone (counted in receive timeouts, so no clock is read per read).
+struct IdleLimit {
+    expect_data: bool,
+    idle: Duration,
+}
+
+impl Liveness for IdleLimit {
+    fn after(&mut self, event: ReadEvent, _state: &TestState) -> Option<StreamEnd> {
+        match event {
+            ReadEvent::Bytes { .. } => self.idle = Duration::ZERO,
+            ReadEvent::Waited => {
+                self.idle += RECV_TIMEOUT;
+                if self.expect_data && self.idle >= IDLE_LIMIT {
+                    return Some(StreamEnd::Stalled);
+                }
+            }
+            ReadEvent::Interrupted => {}
         }
-        match stream.read(buf.get_mut(..room).unwrap_or_default()) {
-            Ok(0) => {
-                return if state.running() {
-                    StreamEnd::PeerClosed
-                } else {
-                    StreamEnd::Stopped
-                };
-            }
-            Ok(n) => {
-                idle = Duration::ZERO;
-                allowance.spend(n);
-                if plan.count {
-                    counters.add_rx(n as u64);
-                }
-                if let Some(scanner) = scanner.as_mut() {
-                    scanner.feed(buf.get(..n).unwrap_or_default(), |msg| {
-                        state.on_remote_status(msg);
-                    });
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                idle += RECV_TIMEOUT;
-                if plan.expect_data && idle >= IDLE_LIMIT {
-                    return StreamEnd::Stalled;
-                }
-            }
-            Err(e) => return classify(&e, state),
-        }
+        None
     }
-    StreamEnd::Stopped
+}
+
+/// Reads a TCP connection until the peer closes, the test stops, the budget is spent or the
+/// [`Liveness`] rule gives up; every TCP reader (data, or a UDP test's control) is one of these.
+pub(crate) struct Reader<'a, L> {
+    /// Where received bytes count as test data; `None` on a connection that only carries
+    /// status (its bytes draw nothing from the budget either).
+    pub counters: Option<&'a StreamCounters>,
+    /// Look for the peer's status messages in the stream.
+    pub scan_status: bool,
+    /// Size of the read buffer, allocated once.
+    pub buffer: usize,
+    /// When to give up on a quiet peer.
+    pub liveness: L,
+}
+
+impl<L: Liveness> Reader<'_, L> {
+    /// Reads until the stream ends and says why.
+    pub(crate) fn run(mut self, mut stream: TcpStream, state: &TestState) -> StreamEnd {
+        let mut buf = vec![0u8; self.buffer];
+        let mut scanner = self.scan_status.then(StatusScanner::new);
+        let mut allowance = match self.counters {
+            Some(_) => state.budget.allowance(Flow::Rx),
+            None => Allowance::unlimited(),
+        };
+        while state.running() {
+            let room = allowance.grant(buf.len());
+            if room == 0 {
+                return StreamEnd::BudgetSpent;
+            }
+            let event = match stream.read(buf.get_mut(..room).unwrap_or_default()) {
+                Ok(0) => {
+                    return if state.running() {
+                        StreamEnd::PeerClosed
+                    } else {
+                        StreamEnd::Stopped
+                    };
+                }
+                Ok(n) => {
+                    allowance.spend(n);
+                    if let Some(counters) = self.counters {
+                        counters.add_rx(n as u64);
+                    }
+                    let mut statuses = 0;
+                    if let Some(scanner) = scanner.as_mut() {
+                        scanner.feed(buf.get(..n).unwrap_or_default(), |msg| {
+                            statuses += 1;
+                            state.on_remote_status(msg);
+                        });
+                    }
+                    ReadEvent::Bytes { statuses }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadEvent::Interrupted,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    ReadEvent::Waited
+                }
+                Err(e) => return classify(&e, state),
+            };
+            if let Some(end) = self.liveness.after(event, state) {
+                return end;
+            }
+        }
+        StreamEnd::Stopped
+    }
 }

@@ -226,7 +226,6 @@ impl Db {
     /// returned file is dropped): two servers on one file would hand out the same session ids
     /// and each count only its own sessions against the budgets.
     pub fn lock_exclusive(&self) -> Result<std::fs::File, DbError> {
-        use std::os::fd::AsRawFd;
         let lock_path = PathBuf::from(format!("{}.lock", self.path.display()));
         let file = OpenOptions::new()
             .write(true)
@@ -238,8 +237,7 @@ impl Db {
                 path: lock_path,
                 source,
             })?;
-        // SAFETY: flock on a descriptor we own; the lock goes with the file.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if !crate::sys::flock::try_lock_exclusive(&file) {
             return Err(DbError::Locked(self.path.clone()));
         }
         Ok(file)

@@ -217,14 +217,9 @@ fn parse_port(p: &str) -> Result<u16, &'static str> {
 
 /// This host's name as RFC 3164 wants it: no domain, no spaces; `localhost` if unknown.
 fn local_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is writable for its full length.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
+    let Some(full) = crate::sys::hostname::get() else {
         return "localhost".to_string();
-    }
-    let len = memchr::memchr(0, &buf).unwrap_or(buf.len());
-    let full = String::from_utf8_lossy(buf.get(..len).unwrap_or_default());
+    };
     let short = if full.parse::<IpAddr>().is_ok() {
         full.as_ref()
     } else {

@@ -116,23 +116,7 @@ impl Drop for ConnSlot {
 /// thousands of connections would otherwise fail `accept()` at the common default of 1024.
 /// Returns the soft limit now in force.
 pub fn raise_open_files_limit() -> Option<u64> {
-    // SAFETY: getrlimit/setrlimit read and write the struct we own.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return None;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let wanted = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-                lim = wanted;
-            }
-        }
-        Some(lim.rlim_cur as u64)
-    }
+    crate::sys::rlimit::raise_open_files()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Socket options that std does not expose.
+//! Socket options and calls that std does not expose.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -35,6 +35,15 @@ fn set_int(fd: RawFd, opt: libc::c_int, value: usize) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Shuts a socket down in both directions, ignoring the answer: an unconnected UDP socket
+/// answers `ENOTCONN`, but Linux still marks it shut and wakes its blocked readers and writers.
+pub fn shutdown(fd: RawFd) {
+    // SAFETY: shutdown takes no memory; a descriptor that is not a socket only gets an error.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
     }
 }
 

@@ -14,7 +14,10 @@
 //! falls back to `sendmmsg` for the rest of the stream.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
+
+use super::mmsg::{RawAddr, RecvBatch};
 
 /// `SOL_UDP`: the UDP level of socket options and control messages.
 const SOL_UDP: libc::c_int = 17;
@@ -34,16 +37,10 @@ pub fn segments_per_send(segment: usize) -> usize {
     (MAX_BYTES / segment.max(1)).clamp(1, MAX_SEGMENTS)
 }
 
-/// Sends `data` as datagrams of `segment` bytes each (the last may be shorter) to the address
-/// `name`/`name_len`, in one system call. Returns the bytes sent, which is all of `data`: the
+/// Sends `data` as datagrams of `segment` bytes each (the last may be shorter) to `dest`, in
+/// one system call. Returns the bytes sent, which is all of `data`: the
 /// kernel takes a segmented buffer whole or not at all.
-pub fn send_segments(
-    fd: RawFd,
-    data: &[u8],
-    segment: u16,
-    name: &libc::sockaddr_storage,
-    name_len: libc::socklen_t,
-) -> io::Result<usize> {
+pub fn send_segments(fd: RawFd, data: &[u8], segment: u16, dest: &RawAddr) -> io::Result<usize> {
     // Room for one control message with a u16, aligned for cmsghdr.
     let mut control = [0u64; 4];
     let mut iov = libc::iovec {
@@ -52,8 +49,7 @@ pub fn send_segments(
     };
     // SAFETY: msghdr is plain old data; zero is valid for the fields left alone.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (name as *const libc::sockaddr_storage as *mut libc::sockaddr_storage).cast();
-    msg.msg_namelen = name_len;
+    (msg.msg_name, msg.msg_namelen) = dest.name();
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
@@ -109,8 +105,6 @@ pub fn enable_gro(fd: RawFd) -> bool {
 const GRO_SLOTS: usize = 4;
 /// One buffer holds the largest coalesced train (or the largest datagram).
 const GRO_SLOT_BYTES: usize = 65_536;
-/// Control-message room per buffer: one cmsghdr with an int, aligned.
-const GRO_CONTROL: usize = 8;
 
 /// Where one datagram of the last batch lies: buffer, offset, length.
 #[derive(Clone, Copy, Debug, Default)]
@@ -121,14 +115,9 @@ struct Segment {
 }
 
 /// `recvmmsg` into [`GRO_SLOTS`] whole buffers on a socket with `UDP_GRO` on, and the datagrams
-/// found in them. The message headers point into vectors owned by the struct, which live on the
-/// heap and are never resized, so the pointers stay valid when the struct moves.
+/// found in them.
 pub struct GroBatch {
-    bufs: Vec<u8>,
-    _iov: Vec<libc::iovec>,
-    hdr: Vec<libc::mmsghdr>,
-    addrs: Vec<libc::sockaddr_storage>,
-    _control: Vec<[u64; GRO_CONTROL]>,
+    slots: RecvBatch,
     segments: Vec<Segment>,
 }
 
@@ -141,42 +130,8 @@ impl Default for GroBatch {
 impl GroBatch {
     /// Buffers for [`GRO_SLOTS`] coalesced receives (256 KiB, touched only as data arrives).
     pub fn new() -> GroBatch {
-        let mut bufs = vec![0u8; GRO_SLOTS * GRO_SLOT_BYTES];
-        // SAFETY: sockaddr_storage is plain old data.
-        let mut addrs: Vec<libc::sockaddr_storage> = (0..GRO_SLOTS)
-            .map(|_| unsafe { std::mem::zeroed() })
-            .collect();
-        let mut control = vec![[0u64; GRO_CONTROL]; GRO_SLOTS];
-        let base = bufs.as_mut_ptr();
-        let mut iov: Vec<libc::iovec> = (0..GRO_SLOTS)
-            .map(|k| libc::iovec {
-                // SAFETY: k * GRO_SLOT_BYTES + GRO_SLOT_BYTES <= bufs.len().
-                iov_base: unsafe { base.add(k * GRO_SLOT_BYTES) }.cast(),
-                iov_len: GRO_SLOT_BYTES,
-            })
-            .collect();
-        let (iov_base, addr_base, ctl_base) =
-            (iov.as_mut_ptr(), addrs.as_mut_ptr(), control.as_mut_ptr());
-        let hdr = (0..GRO_SLOTS)
-            .map(|k| {
-                // SAFETY: plain old data; zero is valid for the fields left alone.
-                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                // SAFETY: k < GRO_SLOTS, the length of iov, addrs and control.
-                unsafe {
-                    m.msg_hdr.msg_iov = iov_base.add(k);
-                    m.msg_hdr.msg_name = addr_base.add(k).cast();
-                    m.msg_hdr.msg_control = ctl_base.add(k).cast();
-                }
-                m.msg_hdr.msg_iovlen = 1;
-                m
-            })
-            .collect();
         GroBatch {
-            bufs,
-            _iov: iov,
-            hdr,
-            addrs,
-            _control: control,
+            slots: RecvBatch::whole(GRO_SLOTS, GRO_SLOT_BYTES),
             segments: Vec::with_capacity(GRO_SLOTS * 64),
         }
     }
@@ -184,30 +139,14 @@ impl GroBatch {
     /// Waits (up to the socket's receive timeout) for data and takes what is queued; returns
     /// how many datagrams the batch holds once coalesced trains are split again.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        for m in &mut self.hdr {
-            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
-            m.msg_hdr.msg_controllen = std::mem::size_of::<[u64; GRO_CONTROL]>() as _;
-            m.msg_hdr.msg_flags = 0;
-            m.msg_len = 0;
-        }
-        // SAFETY: every header points at live buffers, addresses and control space of self.
-        let rc = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.hdr.as_mut_ptr(),
-                GRO_SLOTS as libc::c_uint,
-                // glibc declares the flags `int`, musl `unsigned int`.
-                libc::MSG_WAITFORONE as _,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let filled = self.slots.recv(fd)?;
         self.segments.clear();
-        for (slot, m) in self.hdr.iter().take(rc as usize).enumerate() {
-            let total = (m.msg_len as usize).min(GRO_SLOT_BYTES);
-            let size = match gro_size(&m.msg_hdr) {
+        for slot in 0..filled {
+            let Some(msg) = self.slots.msghdr(slot) else {
+                break;
+            };
+            let total = self.slots.get(slot).map_or(0, |(_, _, kept)| kept.len());
+            let size = match gro_size(msg) {
                 Some(size) if size > 0 => size,
                 _ => total.max(1),
             };
@@ -229,11 +168,12 @@ impl GroBatch {
     }
 
     /// Source address, length and bytes of datagram `k` of the last batch.
-    pub fn get(&self, k: usize) -> Option<(&libc::sockaddr_storage, usize, &[u8])> {
+    pub fn get(&self, k: usize) -> Option<(SocketAddr, usize, &[u8])> {
         let s = self.segments.get(k)?;
-        let start = s.slot as usize * GRO_SLOT_BYTES + s.offset as usize;
-        let data = self.bufs.get(start..start + s.len as usize)?;
-        Some((self.addrs.get(s.slot as usize)?, s.len as usize, data))
+        let (src, _, kept) = self.slots.get(s.slot as usize)?;
+        let start = s.offset as usize;
+        let data = kept.get(start..start + s.len as usize)?;
+        Some((src, s.len as usize, data))
     }
 }
 
@@ -260,39 +200,15 @@ mod tests {
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd;
 
-    fn raw(addr: std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-        let std::net::SocketAddr::V4(a) = addr else {
-            panic!("v4 only")
-        };
-        // SAFETY: plain old data.
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: a.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(a.ip().octets()),
-            },
-            sin_zero: [0; 8],
-        };
-        // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-        unsafe {
-            std::ptr::write(
-                (&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>(),
-                sin,
-            )
-        };
-        (storage, std::mem::size_of::<libc::sockaddr_in>() as _)
-    }
-
     #[test]
     fn one_send_arrives_as_separate_datagrams() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
             .unwrap();
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let (name, len) = raw(rx.local_addr().unwrap());
+        let dest = RawAddr::new(rx.local_addr().unwrap());
         let data: Vec<u8> = (0..10u8).flat_map(|k| [k; 100]).collect();
-        match send_segments(tx.as_raw_fd(), &data, 100, &name, len) {
+        match send_segments(tx.as_raw_fd(), &data, 100, &dest) {
             Ok(n) => assert_eq!(n, 1000),
             Err(e) if is_refusal(&e) => {
                 eprintln!("skipped: kernel refuses UDP_SEGMENT: {e}");
@@ -318,11 +234,11 @@ mod tests {
             return;
         }
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let (name, len) = raw(rx.local_addr().unwrap());
+        let dest = RawAddr::new(rx.local_addr().unwrap());
         // Ten datagrams of 100 bytes and a short last one, in one offloaded send.
         let mut data: Vec<u8> = (0..10u8).flat_map(|k| [k; 100]).collect();
         data.extend_from_slice(&[10u8; 40]);
-        if let Err(e) = send_segments(tx.as_raw_fd(), &data, 100, &name, len) {
+        if let Err(e) = send_segments(tx.as_raw_fd(), &data, 100, &dest) {
             eprintln!("skipped: kernel refuses UDP_SEGMENT: {e}");
             return;
         }
@@ -332,7 +248,7 @@ mod tests {
             let n = batch.recv(rx.as_raw_fd()).unwrap();
             for k in 0..n {
                 let (src, len, bytes) = batch.get(k).unwrap();
-                assert_eq!(i32::from(src.ss_family), libc::AF_INET);
+                assert_eq!(src, tx.local_addr().unwrap());
                 assert_eq!(len, bytes.len());
                 assert!(bytes.iter().all(|&b| b == bytes[0]));
                 seen.push((bytes[0], len));
