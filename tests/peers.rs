@@ -478,7 +478,8 @@ fn ecsrp5_refusals_are_authentication_failures() {
 /// stderr once it has stopped.
 fn server_output_of_a_3s_receive(extra: &[&str]) -> (String, String) {
     let mut cmd = std::process::Command::new(BTEST);
-    cmd.args(["-s", "-P", "0", "--listen", "127.0.0.1"]).args(extra);
+    cmd.args(["-s", "-P", "0", "--listen", "127.0.0.1"])
+        .args(extra);
     // `-q` prints no `listening on` line: the port is read from the listening socket.
     let server = TestServer::spawn_quiet(cmd);
     let out = common::client(server.port, &["-r", "-d", "3", "-b", "20M"]);

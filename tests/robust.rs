@@ -42,8 +42,7 @@ impl Harness {
     /// After an attack: a normal test works and threads and memory come back.
     fn check_recovered(&self, attack: &str) {
         self.normal_test();
-        self.base
-            .wait_recovered(self.server.pid(), attack, 256.0);
+        self.base.wait_recovered(self.server.pid(), attack, 256.0);
     }
 
     fn connect(&self) -> TcpStream {

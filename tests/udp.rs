@@ -581,7 +581,12 @@ fn loss_is_counted_exactly_through_netem() {
     // The client in `b` transmits; 5 % of its datagrams are dropped on their way to the server
     // in `a` (netem on b's veth, or nftables on a's input), which counts them from the
     // sequence numbers.
-    let out = common::client_in(&b, "10.201.0.1", server.port, &["-u", "-t", "-b", "40M", "-d", "3"]);
+    let out = common::client_in(
+        &b,
+        "10.201.0.1",
+        server.port,
+        &["-u", "-t", "-b", "40M", "-d", "3"],
+    );
     ok(&out);
     let line = server.wait_for(|l| l.contains(" lost "), Duration::from_secs(3));
     let field = |name: &str| -> u64 {

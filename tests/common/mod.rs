@@ -41,9 +41,15 @@ pub fn skip(why: &str) {
         let bin = std::env::args()
             .next()
             .and_then(|a| {
-                let name = std::path::Path::new(&a).file_name()?.to_string_lossy().into_owned();
+                let name = std::path::Path::new(&a)
+                    .file_name()?
+                    .to_string_lossy()
+                    .into_owned();
                 // test binaries are `NAME-<hash>`
-                Some(name.rsplit_once('-').map_or(name.clone(), |(n, _)| n.to_owned()))
+                Some(
+                    name.rsplit_once('-')
+                        .map_or(name.clone(), |(n, _)| n.to_owned()),
+                )
             })
             .unwrap_or_default();
         if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -516,7 +522,16 @@ pub fn client_at(host: &str, port: u16, extra: &[&str]) -> Output {
 /// Runs a client inside network namespace `ns` against `host`:`port`.
 pub fn client_in(ns: &str, host: &str, port: u16, extra: &[&str]) -> Output {
     Command::new("ip")
-        .args(["netns", "exec", ns, BTEST, "-c", host, "-P", &port.to_string()])
+        .args([
+            "netns",
+            "exec",
+            ns,
+            BTEST,
+            "-c",
+            host,
+            "-P",
+            &port.to_string(),
+        ])
         .args(extra)
         .output()
         .expect("run client")
@@ -658,6 +673,11 @@ pub fn summary_bytes(stdout: &[u8], dir: &str) -> u64 {
     summary(&parse(stdout), dir).map_or(0, |l| l.bytes)
 }
 
+/// Bytes of the `[ avg]` line of `dir` in a finished client's output (0 without one).
+pub fn avg_bytes(out: &Output, dir: &str) -> u64 {
+    summary_bytes(&out.stdout, dir)
+}
+
 /// Asserts the summary of `dir` exists, moved data, and equals the sum of its interval lines.
 pub fn assert_consistent(lines: &[Line], dir: &str) -> u64 {
     let total: u64 = intervals(lines, dir).iter().map(|l| l.bytes).sum();
@@ -730,7 +750,11 @@ pub fn connect_from(src: impl Into<IpAddr>, dst: SocketAddr) -> std::io::Result<
                 put(&mut remote, *d.ip(), d.port());
                 (libc::AF_INET6, std::mem::size_of::<libc::sockaddr_in6>())
             }
-            _ => return Err(std::io::Error::other("source and destination families differ")),
+            _ => {
+                return Err(std::io::Error::other(
+                    "source and destination families differ",
+                ));
+            }
         };
         let len = len as libc::socklen_t;
         let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);

@@ -34,6 +34,7 @@ impl Netns {
     }
 
     /// Runs `f` on a thread inside namespace `name` (the sockets it creates live there).
+    #[cfg(target_os = "linux")]
     pub fn run_in<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
         let path = format!("/var/run/netns/{name}");
         std::thread::spawn(move || {
