@@ -23,10 +23,7 @@ fn report(name: &str, value: f64, unit: &str) {
 }
 
 fn secs() -> u64 {
-    std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10)
+    common::env_u64("BENCH_SECS", 10)
 }
 
 /// Runs one btest client test; returns (tx bytes, rx bytes, seconds, CPU seconds of both

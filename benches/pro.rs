@@ -114,10 +114,7 @@ fn writer_rows() {
 }
 
 fn secs() -> u64 {
-    std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
+    common::env_u64("BENCH_SECS", 3)
 }
 
 /// A quiet server (`bin ARGS -q`) on 127.0.0.1, a port it chooses (read from its socket).

@@ -29,10 +29,7 @@ fn emit(name: &str, value: f64, unit: &str) {
 }
 
 fn secs() -> u64 {
-    std::env::var("VERSUS_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4)
+    common::env_u64("VERSUS_SECS", 4)
 }
 
 /// `btest -s -q` (this build's or `VERSUS_BTEST`) on a port it chooses, read from its socket

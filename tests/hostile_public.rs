@@ -19,33 +19,20 @@ use common::*;
 const USER: &str = "hostile";
 const PASS: &str = "correct horse";
 
-/// A server under attack, with its baseline threads and memory.
-struct Target {
-    server: TestServer,
-    addr: SocketAddr,
-    base: Baseline,
+/// Starts a warmed-up server with extra arguments.
+fn target(ecsrp5: bool, extra: &[&str]) -> Target {
+    let mut args = vec!["-a", USER, "-p", PASS, "-v"];
+    if ecsrp5 {
+        args.push("--ecsrp5");
+    }
+    args.extend_from_slice(extra);
+    let server = TestServer::start(&args);
+    // Warm up (allocator, thread-stack cache) before the baseline, as tests/robust.rs does.
+    Target::warmed_up(server, 30, Duration::from_millis(300), normal_test)
 }
 
+/// What the attacks of this file check.
 impl Target {
-    fn start(ecsrp5: bool, extra: &[&str]) -> Target {
-        let mut args = vec!["-a", USER, "-p", PASS, "-v"];
-        if ecsrp5 {
-            args.push("--ecsrp5");
-        }
-        args.extend_from_slice(extra);
-        let server = TestServer::start(&args);
-        // Warm up (allocator, thread-stack cache) before the baseline, as tests/robust.rs does.
-        let port = server.port;
-        let base = Baseline::after_warm_up(&server, 30, Duration::from_millis(300), || {
-            normal_test(port)
-        });
-        Target {
-            addr: server.addr(),
-            server,
-            base,
-        }
-    }
-
     /// A normal test from 127.0.0.1 with the right password.
     fn normal_test(&self) {
         normal_test(self.server.port);
@@ -75,7 +62,7 @@ fn normal_test(port: u16) {
 /// at the 3 s command deadline rather than the 10 s handshake deadline.
 #[test]
 fn one_host_cannot_take_every_handshake_place() {
-    let t = Target::start(false, &[]);
+    let t = target(false, &[]);
     let attacker = Ipv4Addr::new(127, 0, 0, 2);
     let opened = Instant::now();
     let silent: Vec<TcpStream> = (0..100)
@@ -117,7 +104,7 @@ fn one_host_cannot_take_every_handshake_place() {
 /// with --max-sessions 2, ten of them leave room for a normal test.
 #[test]
 fn unauthenticated_peers_hold_no_session_place() {
-    let t = Target::start(false, &["--max-sessions", "2"]);
+    let t = target(false, &["--max-sessions", "2"]);
     let attacker = Ipv4Addr::new(127, 0, 0, 3);
     let stalled: Vec<TcpStream> = (0..10)
         .map(|_| {
@@ -139,7 +126,7 @@ fn unauthenticated_peers_hold_no_session_place() {
 /// accept (logged once), while a normal client from another address is served.
 #[test]
 fn password_guessing_is_backed_off() {
-    let t = Target::start(false, &[]);
+    let t = target(false, &[]);
     let guesser = Ipv4Addr::new(127, 0, 0, 4);
     for i in 0..5 {
         let mut s = t.hello_from(guesser);
@@ -171,7 +158,7 @@ fn password_guessing_is_backed_off() {
 /// as a wrong password), so names cannot be probed.
 #[test]
 fn ecsrp5_does_not_reveal_which_users_exist() {
-    let t = Target::start(true, &[]);
+    let t = target(true, &[]);
     let attempt = |src: Ipv4Addr, user: &str, pass: &str| {
         let mut s = t.hello_from(src);
         s.write_all(&TCP_RECEIVE).unwrap();

@@ -127,6 +127,7 @@ fn ipv6_loopback() {
                 .map(|mut a| a.any(|a| a.is_ipv6()))
                 .unwrap_or(false)
         {
+            skip("localhost has no IPv6 address here: only ::1 and [::1] tried");
             continue;
         }
         let out = client_at(host, server.port, &["-t", "-r", "-d", "1"]);

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -12,29 +12,17 @@ use common::*;
 const USER: &str = "robust";
 const PASS: &str = "hunter2";
 
-struct Harness {
-    server: TestServer,
-    addr: SocketAddr,
-    base: Baseline,
+/// The server all attacks of a test go to, warmed up.
+fn harness() -> Target {
+    raise_fd_limit();
+    let server = TestServer::start(&["-a", USER, "-p", PASS, "--ecsrp5", "-v"]);
+    // Warm-up: the EC-SRP5 tables too, and glibc keeps up to 40 MiB of exited threads'
+    // stacks (the server gives back all but their top pages, so about 1 MiB when full).
+    Target::warmed_up(server, 300, Duration::from_millis(500), normal_test)
 }
 
-impl Harness {
-    fn new() -> Harness {
-        raise_fd_limit();
-        let server = TestServer::start(&["-a", USER, "-p", PASS, "--ecsrp5", "-v"]);
-        // Warm-up: the EC-SRP5 tables too, and glibc keeps up to 40 MiB of exited threads'
-        // stacks (the server gives back all but their top pages, so about 1 MiB when full).
-        let port = server.port;
-        let base = Baseline::after_warm_up(&server, 300, Duration::from_millis(500), || {
-            normal_test(port)
-        });
-        Harness {
-            addr: server.addr(),
-            server,
-            base,
-        }
-    }
-
+/// What the attacks of this file check after each other.
+impl Target {
     fn normal_test(&self) {
         normal_test(self.server.port);
     }
@@ -85,7 +73,7 @@ fn msg1(user: &str, x: [u8; 32], parity: u8) -> Vec<u8> {
     m
 }
 
-fn ecsrp5_attack(h: &Harness, msg: &[u8]) {
+fn ecsrp5_attack(h: &Target, msg: &[u8]) {
     let mut s = h.hello();
     s.write_all(&TCP_RECEIVE).unwrap();
     let mut reply = [0u8; 4];
@@ -102,7 +90,7 @@ fn ecsrp5_attack(h: &Harness, msg: &[u8]) {
 
 #[test]
 fn hostile_peers_leave_the_server_as_it_was() {
-    let h = Harness::new();
+    let h = harness();
     let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
 
     // Connect and stall: silent peers are dropped at the handshake deadline.

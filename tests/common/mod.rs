@@ -74,6 +74,18 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Calls `f` every 20 ms until it gives a value; after `timeout`, panics with `why()`.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>, why: impl Fn() -> String) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{}", why());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 // ---- processes --------------------------------------------------------------------------------
 
 /// Output lines with the instant each arrived.
@@ -181,48 +193,36 @@ impl Running {
 
     /// The first stderr line that satisfies `pred`, waiting up to `timeout` (or panics).
     pub fn wait_for(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.log().into_iter().find(|l| pred(l)) {
-                return line;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no such line from the process; stderr so far:\n{}",
-                self.log().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_line(pred, "no such line from the process", timeout)
     }
 
     /// The first stderr line containing `needle`, waiting up to `timeout` (or panics).
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
-                return line;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never logged '{needle}'; log:\n{}",
-                self.log().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("never logged '{needle}'");
+        self.wait_line(|l| l.contains(needle), &what, timeout)
+    }
+
+    fn wait_line(&self, pred: impl Fn(&str) -> bool, what: &str, timeout: Duration) -> String {
+        poll(
+            timeout,
+            || self.log().into_iter().find(|l| pred(l)),
+            || format!("{what}; log:\n{}", self.log().join("\n")),
+        )
     }
 
     /// Waits until `n` stderr lines contain `needle`: a client may exit a moment before the
     /// server has logged its end.
     pub fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.count_log(needle) < n {
-            assert!(
-                Instant::now() < deadline,
-                "fewer than {n} lines with '{needle}':\n{}",
-                self.log().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll(
+            timeout,
+            || (self.count_log(needle) >= n).then_some(()),
+            || {
+                format!(
+                    "fewer than {n} lines with '{needle}':\n{}",
+                    self.log().join("\n")
+                )
+            },
+        )
     }
 
     /// Number of stderr lines containing `needle`.
@@ -371,18 +371,11 @@ impl TestServer {
     /// listening socket instead (`/proc/PID/net/tcp*`; Linux).
     pub fn spawn_quiet(cmd: Command) -> TestServer {
         let run = Running::spawn(cmd);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let port = loop {
-            if let Some(p) = proc_listening_port(run.pid()) {
-                break p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "quiet server never listened:\n{}",
-                run.log().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let port = poll(
+            Duration::from_secs(10),
+            || proc_listening_port(run.pid()),
+            || format!("quiet server never listened:\n{}", run.log().join("\n")),
+        );
         TestServer { run, port, http: 0 }
     }
 
@@ -437,22 +430,21 @@ impl TestServer {
 
 /// The port in the first log line `after` finds text in (`...:PORT` or `...:PORT/`).
 fn listening_port(run: &Running, after: impl Fn(&str) -> Option<&str>) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = run.log().iter().find_map(|l| {
-            let rest = after(l)?;
-            rest.trim_end_matches('/').rsplit(':').next()?.parse().ok()
-        });
-        if let Some(port) = found {
-            return port;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not report its port:\n{}",
-            run.log().join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    poll(
+        Duration::from_secs(10),
+        || {
+            run.log().iter().find_map(|l| {
+                let rest = after(l)?;
+                rest.trim_end_matches('/').rsplit(':').next()?.parse().ok()
+            })
+        },
+        || {
+            format!(
+                "the server did not report its port:\n{}",
+                run.log().join("\n")
+            )
+        },
+    )
 }
 
 /// The port of a listening TCP socket of process `pid`, from its network namespace's tables.
@@ -477,6 +469,14 @@ fn proc_listening_port(pid: u32) -> Option<u16> {
         }
     }
     None
+}
+
+/// A number from environment variable `name` (bench lengths), or `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A port nothing listens on right now, for peers that cannot bind port 0 and say which they
@@ -838,6 +838,32 @@ pub fn children_cpu() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// A server under attack: its address, and its threads and memory after warm-up.
+pub struct Target {
+    pub server: TestServer,
+    pub addr: SocketAddr,
+    pub base: Baseline,
+}
+
+impl Target {
+    /// Warms `server` up ([`Baseline::after_warm_up`], `normal_test` given its port) and
+    /// takes its baseline.
+    pub fn warmed_up(
+        server: TestServer,
+        burst: usize,
+        settle: Duration,
+        normal_test: impl Fn(u16),
+    ) -> Target {
+        let port = server.port;
+        let base = Baseline::after_warm_up(&server, burst, settle, || normal_test(port));
+        Target {
+            addr: server.addr(),
+            server,
+            base,
+        }
+    }
 }
 
 /// A server's thread count and memory after warm-up, to show it returns there after an attack.
