@@ -4,28 +4,15 @@
 //! receiver-counted, as a percentage of receiver-counted (goal: within ±1 %). Needs root;
 //! otherwise says why on a `# ` line. `BENCH_SECS` (default 5) sets the test length.
 
-#[path = "../tests/common/shaped_link.rs"]
-mod shaped_link;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
-use shaped_link::Link;
+use common::shaped_link::{Link, TCP_CAPACITY_BPS};
+use common::{parse, summary};
 
-const BTEST: &str = env!("CARGO_BIN_EXE_btest");
-
-/// The rate (bit/s) and bytes on the `[ avg]` line of `dir` in the client's text output.
-fn summary(stdout: &str, dir: &str) -> Option<(f64, u64)> {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("[ avg]") && l.split_whitespace().nth(2) == Some(dir))?;
-    let mut words = line.split_whitespace().skip(3);
-    let value: f64 = words.next()?.parse().ok()?;
-    let unit = match words.next()? {
-        "Gbps" => 1e9,
-        "Mbps" => 1e6,
-        "Kbps" => 1e3,
-        _ => 1.0,
-    };
-    let bytes = words.next()?.trim_start_matches('(').parse().ok()?;
-    Some((value * unit, bytes))
+/// The rate (bit/s) and bytes on the `[ avg]` line of `dir` in the client's output.
+fn rate_and_bytes(stdout: &[u8], dir: &str) -> Option<(f64, u64)> {
+    summary(&parse(stdout), dir).map(|l| (l.bps, l.bytes))
 }
 
 /// One 20-connection test; `send` = the client transmits. Returns the reported and the
@@ -34,19 +21,18 @@ fn summary(stdout: &str, dir: &str) -> Option<(f64, u64)> {
 /// ends both counts, while the server's clock starts and stops a little apart from ours).
 fn run(send: bool, secs: &str) -> Result<(f64, f64, f64), String> {
     let link = Link::new(if send { "bs" } else { "br" })?;
-    let server = link.server(BTEST, &[]);
+    let server = link.server(&[]);
     let dir = if send { "-t" } else { "-r" };
-    let out = link.client(BTEST, &[dir, "--connections", "20", "-d", secs, "-q"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let out = link.client(&server, &[dir, "--connections", "20", "-d", secs, "-q"]);
     let (server_tx, server_rx, server_secs) = server.session_end(1);
     let server_bps = |bytes: u64| bytes as f64 * 8.0 / server_secs.max(1e-3);
     let pct = |ours: f64, theirs: f64| (ours - theirs) * 100.0 / theirs;
     if send {
-        let (reported, _) = summary(&stdout, "TX").ok_or("no TX summary")?;
+        let (reported, _) = rate_and_bytes(&out.stdout, "TX").ok_or("no TX summary")?;
         let received = server_bps(server_rx);
         Ok((reported, received, pct(reported, received)))
     } else {
-        let (received, got) = summary(&stdout, "RX").ok_or("no RX summary")?;
+        let (received, got) = rate_and_bytes(&out.stdout, "RX").ok_or("no RX summary")?;
         let off = pct(server_tx as f64, got as f64);
         Ok((server_bps(server_tx), received, off))
     }
@@ -68,7 +54,7 @@ fn main() {
                      payload capacity {:.2} Mbit/s",
                     reported / 1e6,
                     received / 1e6,
-                    shaped_link::TCP_CAPACITY_BPS / 1e6
+                    TCP_CAPACITY_BPS / 1e6
                 );
                 println!("bench={name} value={pct:.2} unit=%");
             }

@@ -2,99 +2,45 @@
 //! with iperf3 are in `benches/versus.rs`). Prints one `bench=<name> value=<n> unit=<u>` line per
 //! figure. `BENCH_SECS` (default 10) sets the length of each test.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use btest_rs::proto::{StatusMessage, StatusScanner};
+use common::{BTEST, TestServer, children_cpu, client, rss_kib, summary_bytes, threads};
 
-const BTEST: &str = env!("CARGO_BIN_EXE_btest");
+/// `btest -s -q` on 127.0.0.1, a port it chooses (read from its socket: `-q` prints none).
+fn server() -> TestServer {
+    let mut cmd = Command::new(BTEST);
+    cmd.args(["-s", "-q", "--listen", "127.0.0.1", "-P", "0"]);
+    TestServer::spawn_quiet(cmd)
+}
 
 fn report(name: &str, value: f64, unit: &str) {
     println!("bench={name} value={value:.2} unit={unit}");
 }
 
-/// CPU time (user + system) of all waited-for children so far.
-fn children_cpu() -> Duration {
-    // SAFETY: getrusage fills the struct we own.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
-        u
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
 fn secs() -> u64 {
-    std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10)
+    common::env_u64("BENCH_SECS", 10)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(2000)
-}
-
-struct Server(std::process::Child);
-
-impl Server {
-    fn start(port: u16) -> Server {
-        let child = Command::new(BTEST)
-            .args(["-s", "-q", "--listen", "127.0.0.1", "-P", &port.to_string()])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start server");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server(child)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
-/// Bytes per direction from the client's `[ avg]` lines.
-fn summary_bytes(stdout: &str, dir: &str) -> u64 {
-    stdout
-        .lines()
-        .find(|l| l.starts_with("[ avg]") && l.contains(dir))
-        .and_then(|l| l.split('(').nth(1))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|b| b.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Runs one btest client test; returns (tx bytes, rx bytes, seconds, cpu of both processes).
-fn btest_run(args: &[&str]) -> (u64, u64, f64, Duration) {
-    let port = free_port();
+/// Runs one btest client test; returns (tx bytes, rx bytes, seconds, CPU seconds of both
+/// processes).
+fn btest_run(args: &[&str]) -> (u64, u64, f64, f64) {
     let cpu_before = children_cpu();
-    let server = Server::start(port);
+    let server = server();
     let d = secs().to_string();
     let start = Instant::now();
-    let out = Command::new(BTEST)
-        .args(["-c", "127.0.0.1", "-P", &port.to_string(), "-d", &d, "-q"])
-        .args(args)
-        .output()
-        .expect("run client");
+    let mut full = vec!["-d", &d, "-q"];
+    full.extend_from_slice(args);
+    let out = client(server.port, &full);
     let elapsed = start.elapsed().as_secs_f64().min(secs() as f64);
     drop(server);
-    let stdout = String::from_utf8_lossy(&out.stdout);
     (
-        summary_bytes(&stdout, "TX"),
-        summary_bytes(&stdout, "RX"),
+        summary_bytes(&out.stdout, "TX"),
+        summary_bytes(&out.stdout, "RX"),
         elapsed,
         children_cpu() - cpu_before,
     )
@@ -155,8 +101,8 @@ fn join_latency() {
     use std::io::{Read, Write};
     use std::net::TcpStream;
 
-    let port = free_port();
-    let _server = Server::start(port);
+    let server = server();
+    let port = server.port;
     let cmd = Command {
         protocol: Protocol::Tcp,
         direction: Direction::ServerTx,
@@ -193,24 +139,12 @@ fn join_latency() {
     );
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Server memory idle and per session, with 20 rate-limited receive tests running.
 fn server_rss() {
-    let port = free_port();
-    let server = Server::start(port);
+    let server = server();
+    let port = server.port;
     std::thread::sleep(Duration::from_millis(300));
-    let idle = rss_kib(server.0.id());
+    let idle = rss_kib(server.pid());
     let clients: Vec<_> = (0..20)
         .map(|_| {
             Command::new(BTEST)
@@ -233,7 +167,7 @@ fn server_rss() {
         })
         .collect();
     std::thread::sleep(Duration::from_secs(2));
-    let busy = rss_kib(server.0.id());
+    let busy = rss_kib(server.pid());
     for mut c in clients {
         let _ = c.wait();
     }
@@ -246,25 +180,13 @@ fn server_rss() {
     );
 }
 
-fn threads(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Threads:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Time for the server's thread count to return to its baseline after 500 idle connections
 /// close at once.
 fn robust_recovery() {
-    let port = free_port();
-    let server = Server::start(port);
+    let server = server();
+    let port = server.port;
     std::thread::sleep(Duration::from_millis(300));
-    let pid = server.0.id();
+    let pid = server.pid();
     let base = threads(pid);
     let idle: Vec<_> = (0..500)
         .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())

@@ -8,8 +8,11 @@
 //!
 //! `BENCH_SECS` (default 3) sets the length of each throughput test (4 rounds of each).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,29 +23,16 @@ use btest_rs::pro::quota::{Dir, Limits, Period, QuotaConfig, Quotas, SystemClock
 use btest_rs::pro::writer::{Op, Writer};
 use btest_rs::proto::{Command as TestCommand, Direction, Payload, Protocol};
 use btest_rs::server::policy::{Admission, AdmissionRequest};
-
-const BTEST: &str = env!("CARGO_BIN_EXE_btest");
-const PRO: &str = env!("CARGO_BIN_EXE_btest-server-pro");
+use common::pro::{PRO, TempDb};
+use common::{BTEST, TestServer, client, summary_bytes};
 
 fn report(name: &str, value: f64, unit: &str) {
     println!("bench={name} value={value:.2} unit={unit}");
 }
 
-fn temp_db(tag: &str) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!("btest-bench-{}-{tag}.db", std::process::id()));
-    remove_db(&p);
-    p
-}
-
-fn remove_db(p: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
-    }
-}
-
 fn admission() {
-    let path = temp_db("admit");
-    let db = Db::open(&path).expect("db");
+    let path = TempDb::new("bench-admit");
+    let db = Db::open(&path.0).expect("db");
     let writer = Writer::start(db.connection().expect("conn")).expect("writer");
     let mut limits = Limits::default();
     limits.of_mut(Period::Day).set(Dir::Total, 1 << 50);
@@ -99,12 +89,11 @@ fn admission() {
     );
     writer.flush();
     drop(writer);
-    remove_db(&path);
 }
 
 fn writer_rows() {
-    let path = temp_db("writer");
-    let db = Db::open(&path).expect("db");
+    let path = TempDb::new("bench-writer");
+    let db = Db::open(&path.0).expect("db");
     let writer = Writer::start(db.connection().expect("conn")).expect("writer");
     let tx = writer.sender();
     const ROWS: u32 = 200_000;
@@ -122,86 +111,42 @@ fn writer_rows() {
     let secs = start.elapsed().as_secs_f64();
     report("pro_writer_rows_per_s", f64::from(ROWS) / secs, "rows/s");
     drop(writer);
-    remove_db(&path);
 }
 
 fn secs() -> u64 {
-    std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
+    common::env_u64("BENCH_SECS", 3)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(2000)
-}
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
-fn start(bin: &str, args: &[&str], port: u16) -> Child {
-    let child = Command::new(bin)
-        .args(args)
-        .args(["-q", "--listen", "127.0.0.1", "-P", &port.to_string()])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start server");
-    for _ in 0..250 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Child(child)
+/// A quiet server (`bin ARGS -q`) on 127.0.0.1, a port it chooses (read from its socket).
+fn start(bin: &str, args: &[&str]) -> TestServer {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .args(["-q", "--listen", "127.0.0.1", "-P", "0"]);
+    TestServer::spawn_quiet(cmd)
 }
 
 /// Bytes received by the client in one receive test.
 fn receive(port: u16) -> u64 {
-    let out = Command::new(BTEST)
-        .args(["-c", "127.0.0.1", "-P", &port.to_string(), "-q", "-r"])
-        .args(["-d", &secs().to_string()])
-        .output()
-        .expect("run client");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("[ avg]") && l.contains("RX"))
-        .and_then(|l| l.split('(').nth(1))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|b| b.parse().ok())
-        .unwrap_or(0)
+    let out = client(port, &["-q", "-r", "-d", &secs().to_string()]);
+    summary_bytes(&out.stdout, "RX")
 }
 
 fn throughput_ratio() {
-    let path = temp_db("tcp");
-    let db = path.display().to_string();
+    let path = TempDb::new("bench-tcp");
+    let db = path.path().to_owned();
     let (mut plain, mut pro) = (0u64, 0u64);
     // Interleaved, and the order flipped every round, so drift in the machine's load (other
     // builds on a two-core box) falls on both servers alike.
     const ROUNDS: u64 = 4;
     for round in 0..ROUNDS {
         for pro_turn in [round % 2 == 1, round % 2 == 0] {
-            let port = free_port();
             if pro_turn {
-                let server = start(
-                    PRO,
-                    &["--db", &db, "--open", "--ip-daily-quota", "1000T"],
-                    port,
-                );
-                pro += receive(port);
+                let server = start(PRO, &["--db", &db, "--open", "--ip-daily-quota", "1000T"]);
+                pro += receive(server.port);
                 drop(server);
             } else {
-                let server = start(BTEST, &["-s"], port);
-                plain += receive(port);
+                let server = start(BTEST, &["-s"]);
+                plain += receive(server.port);
                 drop(server);
             }
         }
@@ -217,7 +162,6 @@ fn throughput_ratio() {
         pro as f64 / (plain as f64).max(1.0),
         "ratio",
     );
-    remove_db(&path);
 }
 
 fn main() {

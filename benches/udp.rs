@@ -3,59 +3,26 @@
 //!
 //! Prints `bench=NAME value=V unit=U` lines (what `make bench` collects). About 40 s in all.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_btest");
+use common::{
+    BTEST, Reaped, TestServer, children_cpu, client, free_port, parse, proc_cpu, summary,
+};
+
 /// Whole IP packet, the default: 1472 bytes of UDP payload over IPv4.
 const PACKET: u64 = 1500;
 const PPS_SECS: u64 = 5;
 const RATE_SECS: u64 = 4;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn emit(name: &str, value: f64, unit: &str) {
     println!("bench={name} value={value:.3} unit={unit}");
 }
 
-/// CPU seconds (user + system) a live process has used so far.
-fn proc_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
-}
-
-/// CPU seconds used by children that have been waited for.
-fn children_cpu() -> f64 {
-    // SAFETY: rusage is plain old data and getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// Waits until a peer that cannot report its port (iperf3) accepts connections.
 fn wait_listening(port: u16) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -70,49 +37,36 @@ fn wait_listening(port: u16) {
 /// Runs one client; returns (TX avg bytes, RX avg bytes, seconds, client CPU seconds).
 fn run_client(port: u16, args: &[&str]) -> (u64, u64, f64, f64) {
     let before = children_cpu();
-    let out = Command::new(BIN)
-        .args(["-c", "127.0.0.1", "-P", &port.to_string(), "-u", "-q"])
-        .args(args)
-        .output()
-        .unwrap();
+    let mut full = vec!["-u", "-q"];
+    full.extend_from_slice(args);
+    let out = client(port, &full);
     let cpu = children_cpu() - before;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines = parse(&out.stdout);
     let (mut tx, mut rx, mut secs) = (0, 0, 0.0);
-    for line in stdout.lines().filter(|l| l.starts_with("[ avg]")) {
-        // [ avg]  TX  941.23 Mbps (117653750 bytes in 10.00 s)
-        let inner = line.split('(').nth(1).unwrap_or("");
-        let words: Vec<&str> = inner.split_whitespace().collect();
-        let bytes: u64 = words.first().and_then(|w| w.parse().ok()).unwrap_or(0);
-        secs = words.get(3).and_then(|w| w.parse().ok()).unwrap_or(0.0);
-        if line.contains(" TX ") {
-            tx = bytes;
-        } else {
-            rx = bytes;
-        }
+    if let Some(l) = summary(&lines, "TX") {
+        (tx, secs) = (l.bytes, l.secs.unwrap_or(0.0));
+    }
+    if let Some(l) = summary(&lines, "RX") {
+        (rx, secs) = (l.bytes, l.secs.unwrap_or(0.0));
     }
     (tx, rx, secs, cpu)
 }
 
 fn ours() {
-    let port = free_port();
-    let server = Proc(
-        Command::new(BIN)
-            .args(["-s", "-q", "-P", &port.to_string(), "--listen", "127.0.0.1"])
-            .args(["--udp-port-base", "31001"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_listening(port);
+    let mut cmd = Command::new(BTEST);
+    cmd.args(["-s", "-q", "-P", "0", "--listen", "127.0.0.1"])
+        .args(["--udp-port-base", "31001"]);
+    // `-q` prints no port: it is read from the server's socket.
+    let server = TestServer::spawn_quiet(cmd);
+    let port = server.port;
     let d = PPS_SECS.to_string();
 
     let (tx, _, secs, _) = run_client(port, &["-t", "-d", &d]);
     emit("udp_tx_pps", tx as f64 / PACKET as f64 / secs, "pps");
 
-    let server_before = proc_cpu(server.0.id());
+    let server_before = proc_cpu(server.pid());
     let (_, rx, secs, client_cpu) = run_client(port, &["-r", "-d", &d]);
-    let server_cpu = proc_cpu(server.0.id()) - server_before;
+    let server_cpu = proc_cpu(server.pid()) - server_before;
     emit("udp_rx_pps", rx as f64 / PACKET as f64 / secs, "pps");
     emit(
         "udp_cpu_s_per_gb",
@@ -148,7 +102,7 @@ fn iperf3() {
         return;
     }
     let port = free_port();
-    let server = Proc(
+    let server = Reaped(
         Command::new("iperf3")
             .args(["-s", "-p", &port.to_string(), "-B", "127.0.0.1"])
             .stdout(Stdio::null())

@@ -6,9 +6,13 @@
 //! waited-for children, per gigabyte that arrived. `VERSUS_SECS` (default 4) sets the length
 //! of each test; about four minutes in all.
 
-use std::net::TcpListener;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{Reaped, TestServer, children_cpu, free_port, proc_cpu, rss_kib};
 
 /// The btest binary: this build's, or `VERSUS_BTEST` (to compare an older build).
 fn btest_bin() -> String {
@@ -25,92 +29,28 @@ fn emit(name: &str, value: f64, unit: &str) {
 }
 
 fn secs() -> u64 {
-    std::env::var("VERSUS_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4)
+    common::env_u64("VERSUS_SECS", 4)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(2000)
+/// `btest -s -q` (this build's or `VERSUS_BTEST`) on a port it chooses, read from its socket
+/// (`-q` prints none); killed and waited for on drop, so its CPU lands in `children_cpu`.
+fn btest_server() -> TestServer {
+    let mut cmd = Command::new(btest_bin());
+    cmd.args(["-s", "-q", "--listen", "127.0.0.1", "-P", "0"]);
+    TestServer::spawn_quiet(cmd)
 }
 
-/// CPU seconds (user + system) of all waited-for children so far.
-fn children_cpu() -> f64 {
-    // SAFETY: rusage is plain old data and getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// CPU seconds a live process has used so far (`/proc/<pid>/stat`).
-fn proc_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
-}
-
-fn rss_kib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0.0)
-}
-
-/// A server process, killed and waited for (so its CPU lands in `children_cpu`) on drop.
-struct Server(Child);
-
-impl Server {
-    fn start(program: &str, args: &[&str], port: u16) -> Server {
-        let child = Command::new(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start server");
-        if program == "iperf3" {
-            // A probe connection would count as iperf3's test: give it time to listen instead.
-            std::thread::sleep(Duration::from_millis(300));
-            return Server(child);
-        }
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-            && start.elapsed() < Duration::from_secs(5)
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server(child)
-    }
-
-    fn btest(port: u16) -> Server {
-        let p = port.to_string();
-        Server::start(
-            &btest_bin(),
-            &["-s", "-q", "--listen", "127.0.0.1", "-P", &p],
-            port,
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
+/// An iperf3 server on `port`. It cannot report a port of its choosing, and a probe
+/// connection would count as its test: it is given time to listen instead.
+fn iperf3_server(port: u16) -> Reaped {
+    let child = Command::new("iperf3")
+        .args(["-s", "-B", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start iperf3");
+    std::thread::sleep(Duration::from_millis(300));
+    Reaped(child)
 }
 
 /// One test's result: bytes that arrived, seconds, CPU seconds of both processes.
@@ -150,11 +90,10 @@ fn avg_bytes(stdout: &str, dirs: &[&str]) -> (f64, f64) {
 
 /// One btest test against a fresh server; counts the directions in `dirs`.
 fn btest_sample(args: &[&str], dirs: &[&str]) -> Sample {
-    let port = free_port();
     let before = children_cpu();
-    let server = Server::btest(port);
+    let server = btest_server();
     let out = Command::new(btest_bin())
-        .args(["-c", "127.0.0.1", "-P", &port.to_string(), "-q"])
+        .args(["-c", "127.0.0.1", "-P", &server.port.to_string(), "-q"])
         .args(["-d", &secs().to_string()])
         .args(args)
         .output()
@@ -173,7 +112,7 @@ fn iperf3_sample(args: &[&str], bytes: impl Fn(&serde_json::Value) -> f64) -> Sa
     let port = free_port();
     let p = port.to_string();
     let before = children_cpu();
-    let server = Server::start("iperf3", &["-s", "-B", "127.0.0.1", "-p", &p], port);
+    let server = iperf3_server(port);
     let out = Command::new("iperf3")
         .args(["-c", "127.0.0.1", "-p", &p, "-J", "-t", &secs().to_string()])
         .args(args)
@@ -305,11 +244,10 @@ fn many_sessions() {
     let d = (secs() + 2).to_string();
     let mut worst: f64 = 0.0;
     for proto in [&["-u"][..], &[][..]] {
-        let port = free_port();
-        let server = Server::btest(port);
-        let pid = server.0.id();
+        let server = btest_server();
+        let (port, pid) = (server.port, server.pid());
         std::thread::sleep(Duration::from_millis(200));
-        let idle = rss_kib(pid);
+        let idle = rss_kib(pid) as f64;
         let cpu_start = proc_cpu(pid);
         let started = Instant::now();
         let clients: Vec<Child> = (0..SESSIONS)
@@ -325,7 +263,7 @@ fn many_sessions() {
             })
             .collect();
         std::thread::sleep(Duration::from_secs(secs()));
-        let busy = rss_kib(pid);
+        let busy = rss_kib(pid) as f64;
         let outputs: Vec<_> = clients
             .into_iter()
             .filter_map(|c| c.wait_with_output().ok())

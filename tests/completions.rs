@@ -1,9 +1,13 @@
 //! Shell completion (contrib/completions/): the bash one really completes, and every file
 //! offers exactly the flags `btest --help` prints, so a new flag cannot be forgotten there.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::{BTEST, skip};
 
 fn contrib(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,7 +36,7 @@ fn is_flag(word: &str) -> bool {
 
 /// The flags of `btest --help`'s option list (lines starting with a flag).
 fn help_flags() -> BTreeSet<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_btest"))
+    let out = Command::new(BTEST)
         .arg("--help")
         .output()
         .expect("run btest --help");
@@ -131,7 +135,7 @@ fn bash(script: &str) -> Option<String> {
     let out = match Command::new("bash").args(["--norc", "-c", &full]).output() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("skipped: bash not runnable: {e}");
+            skip(&format!("bash not runnable: {e}"));
             return None;
         }
     };
@@ -185,7 +189,7 @@ fn zsh_and_fish_files_parse_when_those_shells_exist() {
                 "{shell} -n {file}: {}",
                 String::from_utf8_lossy(&out.stderr)
             ),
-            Err(_) => eprintln!("skipped: {shell} not installed, {file} not parsed"),
+            Err(_) => skip(&format!("{shell} not installed, {file} not parsed")),
         }
     }
 }

@@ -3,81 +3,20 @@
 //! appear in a real `/metrics` response of a running `btest-server-pro --http` after a test.
 #![cfg(feature = "pro")]
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
 
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::pro::TempDb;
+use common::web::get;
+use common::{TestServer, text};
 use serde_json::Value;
 
-const PRO: &str = env!("CARGO_BIN_EXE_btest-server-pro");
-const BTEST: &str = env!("CARGO_BIN_EXE_btest");
-
-/// A running pro server and its database, both gone on drop.
-struct Pro {
-    child: Child,
-    db: String,
-}
-
-impl Drop for Pro {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for s in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{s}", self.db));
-        }
-    }
-}
-
-/// Starts `btest-server-pro --open` with HTTP on OS-chosen ports; returns (server, test port,
-/// http port).
-fn start() -> (Pro, u16, u16) {
-    let db = std::env::temp_dir()
-        .join(format!("btest-grafana-{}.db", std::process::id()))
-        .display()
-        .to_string();
-    let _ = std::fs::remove_file(&db);
-    let mut child = Command::new(PRO)
-        .args(["--db", &db, "-P", "0", "--listen", "127.0.0.1", "--open"])
-        .args(["--http", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn btest-server-pro");
-    let stderr = child.stderr.take().expect("stderr");
-    let pro = Pro { child, db };
-    let port_of =
-        |s: &str| -> Option<u16> { s.trim_end_matches('/').rsplit(':').next()?.parse().ok() };
-    let (mut port, mut http) = (None, None);
-    let mut lines = BufReader::new(stderr).lines();
-    while port.is_none() || http.is_none() {
-        let line = lines
-            .next()
-            .expect("server exited before it listened")
-            .expect("stderr");
-        if let Some(p) = line.split("http: serving on ").nth(1).and_then(port_of) {
-            http = Some(p);
-        } else if let Some(p) = line.split("listening on ").nth(1).and_then(port_of) {
-            port = Some(p);
-        }
-    }
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (pro, port.unwrap(), http.unwrap())
-}
-
 fn metrics(http: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", http)).expect("connect http");
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    let (head, body) = buf.split_once("\r\n\r\n").expect("HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_owned()
+    let r = get(http, "/metrics", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
 }
 
 /// Every `expr` in the dashboard, and the template variable queries.
@@ -145,26 +84,11 @@ fn every_dashboard_query_names_exported_metrics() {
     let exprs = queries(&dash);
     assert!(exprs.len() >= 8, "{exprs:?}");
 
-    let (_pro, port, http) = start();
-    let out = Command::new(BTEST)
-        .args([
-            "-c",
-            "127.0.0.1",
-            "-P",
-            &port.to_string(),
-            "-t",
-            "-r",
-            "-d",
-            "1",
-        ])
-        .output()
-        .expect("run client");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let body = metrics(http);
+    let db = TempDb::new("grafana");
+    let pro = TestServer::start_pro_http(&db, &["--open"]);
+    let out = pro.client(&["-t", "-r", "-d", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = metrics(pro.http);
     let samples: Vec<&str> = body.lines().filter(|l| !l.starts_with('#')).collect();
     let sample_of = |name: &str| -> Vec<&str> {
         samples

@@ -4,86 +4,18 @@
 //! chunks of the budget however fast the link, and the stored usage is what the tests counted.
 #![cfg(feature = "pro")]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
-const PRO: &str = env!("CARGO_BIN_EXE_btest-server-pro");
-const BTEST: &str = env!("CARGO_BIN_EXE_btest");
+use common::pro::{PRO, TempDb};
+use common::web::get;
+use common::{TestServer, avg_bytes, is_root, skip, spawn_client, text};
+
 const BUDGET: u64 = 100_000_000;
-
-struct Db(PathBuf);
-
-impl Db {
-    fn new(tag: &str) -> Db {
-        let p = std::env::temp_dir().join(format!("btest-hb-{}-{tag}.db", std::process::id()));
-        let db = Db(p);
-        db.clean();
-        db
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().expect("utf-8 path")
-    }
-    fn clean(&self) {
-        for s in ["", "-wal", "-shm", ".lock"] {
-            let _ = std::fs::remove_file(format!("{}{s}", self.0.display()));
-        }
-    }
-    fn query(&self, sql: &str) -> u64 {
-        let conn = rusqlite::Connection::open(&self.0).expect("open db");
-        conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
-            .expect("query")
-            .unwrap_or(0) as u64
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        self.clean();
-    }
-}
-
-/// Starts the server, returns it with its port and log.
-fn start(db: &Db, extra: &[&str]) -> (Child, u16, Arc<Mutex<Vec<String>>>) {
-    let mut child = Command::new(PRO)
-        .args(["--db", db.path(), "-P", "0", "--listen", "127.0.0.1"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn btest-server-pro");
-    let stderr = child.stderr.take().expect("stderr");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let sink = log.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1)
-                && let Some(port) = rest.rsplit(':').next().and_then(|p| p.parse().ok())
-            {
-                let _ = tx.send(port);
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("server did not start");
-    (child, port, log)
-}
-
-/// Bytes of the client's `[ avg]` line for `dir` (0 without one).
-fn summary(out: &Output, dir: &str) -> u64 {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("[ avg]") && l.contains(dir))
-        .and_then(|l| l.split('(').nth(1))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|b| b.parse().ok())
-        .unwrap_or(0)
-}
 
 /// Five 4-connection tests at once, each asking the server for `dir` at unlimited rate;
 /// returns (stored user usage, bytes the clients counted, the server log).
@@ -91,50 +23,30 @@ fn attack(tag: &str, proto: &[&str], dir: &str) -> (u64, u64, String) {
     // One attack at a time: each wants the whole machine, and UDP tests would share ports.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let db = Db::new(tag);
-    let add = Command::new(PRO)
-        .args(["--db", db.path(), "user", "add", "alice", "pw"])
-        .output()
-        .expect("user add");
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
-    );
+    let db = TempDb::new(&format!("hb-{tag}"));
+    db.admin_ok(&["user", "add", "alice", "pw"]);
     // UDP ports away from the default 2001, which other tests on this machine use.
     let udp_base = (20_000 + std::process::id() % 20_000).to_string();
-    let (mut server, port, log) = start(
+    let server = TestServer::start_pro(
         &db,
         &["--daily-quota", "100M", "-v", "--udp-port-base", &udp_base],
     );
-    let port = port.to_string();
     let client_dir = if dir == "out" { "-r" } else { "-t" };
-    let clients: Vec<Child> = (0..5)
-        .map(|_| {
-            Command::new(BTEST)
-                .args(["-c", "127.0.0.1", "-P", &port, "-q", client_dir])
-                .args(proto)
-                .args(["--connections", "4", "-d", "8", "-a", "alice", "-p", "pw"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("client")
-        })
-        .collect();
+    let mut args = vec!["-q", client_dir];
+    args.extend_from_slice(proto);
+    args.extend_from_slice(&["--connections", "4", "-d", "8", "-a", "alice", "-p", "pw"]);
+    let clients: Vec<Child> = (0..5).map(|_| spawn_client(server.port, &args)).collect();
     let mut seen = 0;
     for c in clients {
         let out = c.wait_with_output().expect("client output");
-        seen += summary(&out, if dir == "out" { "RX" } else { "TX" });
+        seen += avg_bytes(&out, if dir == "out" { "RX" } else { "TX" });
     }
     // SIGTERM: the writer commits everything before the process exits.
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    let status = server.wait().expect("wait");
-    let log = log.lock().unwrap().join("\n");
-    assert!(status.success(), "server exit {status:?}: {log}");
-    let stored = db.query(
+    let log = server.stop();
+    let stored = db.query_u64(
         "SELECT sum(bytes_in) + sum(bytes_out) FROM usage WHERE kind = 'user' AND subject = 'alice'",
     );
-    let sessions = db.query("SELECT sum(bytes_in) + sum(bytes_out) FROM sessions");
+    let sessions = db.query_u64("SELECT sum(bytes_in) + sum(bytes_out) FROM sessions");
     assert_eq!(stored, sessions, "usage rows and session rows disagree");
     eprintln!("bench=budget_attack_{tag} value={stored} unit=bytes (clients saw {seen})");
     (stored, seen, log)
@@ -195,7 +107,7 @@ fn udp_budget_holds_when_the_server_sends() {
 #[test]
 fn md5_login_with_a_long_name_added_from_stdin() {
     use std::io::Write;
-    let db = Db::new("md5-long");
+    let db = TempDb::new("hb-md5-long");
     let name = "a-user-name-longer-than-thirty-two-bytes";
     let mut add = Command::new(PRO)
         .args(["--db", db.path(), "user", "add", name, "--md5"])
@@ -210,23 +122,13 @@ fn md5_login_with_a_long_name_added_from_stdin() {
         .write_all(b"from-stdin\n")
         .unwrap();
     let out = add.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
     // The positional form still works, with a warning.
-    let old = Command::new(PRO)
-        .args(["--db", db.path(), "user", "add", "bob", "pw"])
-        .output()
-        .unwrap();
+    let old = db.admin(&["user", "add", "bob", "pw"]);
     assert!(old.status.success());
     assert!(String::from_utf8_lossy(&old.stderr).contains("visible in ps"));
     // Offsets that are not whole quarter hours are refused (usage is kept in 15-minute buckets).
-    let tz = Command::new(PRO)
-        .args(["--db", db.path(), "--tz", "+02:10", "-P", "0"])
-        .output()
-        .unwrap();
+    let tz = db.admin(&["--tz", "+02:10", "-P", "0"]);
     assert_eq!(
         tz.status.code(),
         Some(2),
@@ -234,29 +136,12 @@ fn md5_login_with_a_long_name_added_from_stdin() {
         String::from_utf8_lossy(&tz.stderr)
     );
 
-    let (mut server, port, log) = start(&db, &["--auth", "md5"]);
-    let client = Command::new(BTEST)
-        .args([
-            "-c",
-            "127.0.0.1",
-            "-P",
-            &port.to_string(),
-            "-q",
-            "-r",
-            "-d",
-            "1",
-        ])
-        .args(["-b", "10M", "-a", name, "-p", "from-stdin"])
-        .output()
-        .unwrap();
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    let _ = server.wait();
-    assert!(
-        client.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&client.stderr),
-        log.lock().unwrap().join("\n")
-    );
+    let server = TestServer::start_pro(&db, &["--auth", "md5"]);
+    let client =
+        server.client_quiet(&["-r", "-d", "1", "-b", "10M", "-a", name, "-p", "from-stdin"]);
+    let log = server.log().join("\n");
+    let _ = server.terminate();
+    assert!(client.status.success(), "{}\n{log}", text(&client.stderr));
 }
 
 /// A tmpfs mount removed when the test ends.
@@ -301,57 +186,20 @@ fn fill(path: &std::path::Path) {
     let _ = f.sync_all();
 }
 
-/// One GET over plain TCP; returns (status, body).
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("http connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
-}
-
-fn wait_log(log: &Arc<Mutex<Vec<String>>>, needle: &str) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(l) = log.lock().unwrap().iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never logged '{needle}':\n{}",
-            log.lock().unwrap().join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The database on a tiny file system that fills up during a test: no usage a client was told
 /// about is lost, new tests are refused while writes fail (log, /metrics, /api/health say
 /// so), and service comes back when space does.
 #[test]
 fn a_full_disk_loses_no_usage_and_fails_closed() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: mounting a tmpfs needs root");
+    if !is_root() {
+        skip("mounting a tmpfs needs root");
         return;
     }
     let Some(fs) = Tmpfs::mount("2m") else {
-        eprintln!("skipped: cannot mount a tmpfs here");
+        skip("cannot mount a tmpfs here");
         return;
     };
-    let db = Db(fs.0.join("full.db"));
+    let db = TempDb::at(fs.0.join("full.db"));
     let add = Command::new(PRO)
         .args([
             "--db",
@@ -371,32 +219,15 @@ fn a_full_disk_loses_no_usage_and_fails_closed() {
         })
         .expect("user add");
     assert!(add.success());
-    let (mut server, port, log) = start(&db, &["--http", "127.0.0.1:0", "-v"]);
-    let http_port: u16 = wait_log(&log, "http: serving on http://")
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .expect("http port");
-    let port = port.to_string();
+    let server = TestServer::start_pro_http(&db, &["-v"]);
+    let http_port = server.http;
     let spawn = |secs: &str| {
-        Command::new(BTEST)
-            .args([
-                "-c",
-                "127.0.0.1",
-                "-P",
-                &port,
-                "-q",
-                "-r",
-                "-b",
-                "20M",
-                "-d",
-                secs,
-            ])
-            .args(["-a", "alice", "-p", "pw"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("client")
+        spawn_client(
+            server.port,
+            &[
+                "-q", "-r", "-b", "20M", "-d", secs, "-a", "alice", "-p", "pw",
+            ],
+        )
     };
     let run = |secs: &str| spawn(secs).wait_with_output().expect("client");
     let mut told = 0;
@@ -406,19 +237,13 @@ fn a_full_disk_loses_no_usage_and_fails_closed() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    told += summary(&first, "RX");
-    assert_eq!(http_get(http_port, "/api/health").0, 200);
+    told += avg_bytes(&first, "RX");
+    assert_eq!(get(http_port, "/api/health", None).status, 200);
 
     // A test running when the disk fills keeps going and its bytes are held in memory. The
     // disk fills once it has started (its start line logged), so admission saw a healthy
     // database and the fill lands mid-test.
-    let starts = || {
-        log.lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(" start: "))
-            .count()
-    };
+    let starts = || server.count_log(" start: ");
     let before = starts();
     let during = spawn("3");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -436,17 +261,18 @@ fn a_full_disk_loses_no_usage_and_fails_closed() {
         "{}",
         String::from_utf8_lossy(&during.stderr)
     );
-    told += summary(&during, "RX");
-    wait_log(&log, "database writes failing");
+    told += avg_bytes(&during, "RX");
+    server.wait_for_log("database writes failing", Duration::from_secs(20));
     let refused = run("1");
     assert!(
         !refused.status.success(),
         "a new test ran while writes fail"
     );
-    let (status, body) = http_get(http_port, "/api/health");
+    let health = get(http_port, "/api/health", None);
+    let (status, body) = (health.status, health.body);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"accepting_tests\":false"), "{body}");
-    let (_, metrics) = http_get(http_port, "/metrics");
+    let metrics = get(http_port, "/metrics", None).body;
     let errors: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("btest_db_write_errors_total "))
@@ -455,19 +281,18 @@ fn a_full_disk_loses_no_usage_and_fails_closed() {
     assert!(errors > 0, "{metrics}");
 
     std::fs::remove_file(fs.0.join("filler")).unwrap();
-    wait_log(&log, "database writes succeed again");
-    assert_eq!(http_get(http_port, "/api/health").0, 200);
+    server.wait_for_log("database writes succeed again", Duration::from_secs(20));
+    assert_eq!(get(http_port, "/api/health", None).status, 200);
     let after = run("1");
     assert!(
         after.status.success(),
         "{}",
         String::from_utf8_lossy(&after.stderr)
     );
-    told += summary(&after, "RX");
+    told += avg_bytes(&after, "RX");
 
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    assert!(server.wait().expect("wait").success());
-    let stored = db.query("SELECT sum(bytes_out) FROM usage WHERE kind = 'user'");
+    server.stop();
+    let stored = db.query_u64("SELECT sum(bytes_out) FROM usage WHERE kind = 'user'");
     // The server counts what it wrote; the clients what arrived: a few bytes of status apart.
     assert!(
         stored.abs_diff(told) <= told / 100,
@@ -481,14 +306,10 @@ fn a_full_disk_loses_no_usage_and_fails_closed() {
 /// start while the first holds the lock file.
 #[test]
 fn a_second_server_on_one_database_refuses_to_start() {
-    let db = Db::new("lock");
-    let (mut first, _, _) = start(&db, &[]);
-    let second = Command::new(PRO)
-        .args(["--db", db.path(), "-P", "0", "--listen", "127.0.0.1"])
-        .output()
-        .expect("second server");
-    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
-    let _ = first.wait();
+    let db = TempDb::new("hb-lock");
+    let first = TestServer::start_pro(&db, &[]);
+    let second = db.run_server(&[]);
+    let _ = first.terminate();
     assert_eq!(second.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&second.stderr).contains("in use by another btest-server-pro"),
@@ -502,8 +323,9 @@ fn a_second_server_on_one_database_refuses_to_start() {
 #[test]
 fn refusals_are_aggregated_per_address_and_minute() {
     use std::io::{Read, Write};
-    let db = Db::new("refusals");
-    let (mut server, port, _log) = start(&db, &["--open"]);
+    let db = TempDb::new("hb-refusals");
+    let server = TestServer::start_pro(&db, &["--open"]);
+    let port = server.port;
     for i in 0..30u16 {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
         let mut hello = [0u8; 4];
@@ -513,9 +335,8 @@ fn refusals_are_aggregated_per_address_and_minute() {
         let mut rest = Vec::new();
         let _ = s.read_to_end(&mut rest);
     }
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    assert!(server.wait().expect("wait").success());
-    let rows = db.query("SELECT count(*) FROM sessions WHERE outcome = 'refused'");
+    assert!(server.terminate().success());
+    let rows = db.query_u64("SELECT count(*) FROM sessions WHERE outcome = 'refused'");
     // Two rows if the attack straddled a minute boundary.
     assert!((1..=2).contains(&rows), "{rows} rows for 30 refusals");
     let conn = rusqlite::Connection::open(&db.0).unwrap();

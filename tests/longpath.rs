@@ -13,37 +13,22 @@
 mod common;
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{BTEST, Line, parse};
+use common::netns::{Netns, sh};
+use common::{BTEST, Finished, Line, Running, TestServer, XorShift, is_root, lock, skip};
 
 /// Round trip of the emulated path.
 const RTT: Duration = Duration::from_millis(40);
 const CLIENT_IP: &str = "10.210.0.1";
 const SERVER_IP: &str = "10.210.0.2";
-const PORT: &str = "2000";
 const DEV: &str = "tlp0";
-
-fn sh(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
 
 /// Opens (and so creates) TUN device `dev` inside namespace `ns`: a thread of ours enters the
 /// namespace, and the descriptor keeps working from any thread afterwards.
@@ -85,24 +70,6 @@ struct Seen {
     /// UDP data datagrams towards the client: when each was due at the client, and whether
     /// the relay dropped it.
     udp_to_client: Vec<(Instant, bool)>,
-}
-
-/// Locks even a mutex a panicking thread poisoned: the relay must outlive a failed assertion.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Tiny xorshift PRNG.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x % n
-    }
 }
 
 /// The IPv4 payload of a packet and its protocol.
@@ -173,7 +140,7 @@ fn direction(
         }
     });
     let writer = std::thread::spawn(move || {
-        let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id()));
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id()));
         while let Ok((due, pkt)) = rx.recv() {
             let now = Instant::now();
             if due > now {
@@ -200,6 +167,7 @@ struct LongPath {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     seen: Arc<Mutex<Seen>>,
+    namespaces: Netns,
 }
 
 impl LongPath {
@@ -209,8 +177,7 @@ impl LongPath {
             // Join and clock timings say something only about a native build.
             return Err("path timings are measured on native builds, not under emulation".into());
         }
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !is_root() {
             return Err("needs root to create network namespaces and TUN devices".into());
         }
         let pid = std::process::id();
@@ -220,13 +187,14 @@ impl LongPath {
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
             seen: Arc::default(),
+            namespaces: Netns::default(),
         };
         let mut fds = Vec::new();
         for (ns, ours, theirs) in [
             (path.client_ns.clone(), CLIENT_IP, SERVER_IP),
             (path.server_ns.clone(), SERVER_IP, CLIENT_IP),
         ] {
-            sh(&["ip", "netns", "add", &ns])?;
+            path.namespaces.add(&ns)?;
             fds.push(Arc::new(open_tun(&ns, DEV)?));
             sh(&[
                 "ip", "-n", &ns, "addr", "add", ours, "peer", theirs, "dev", DEV,
@@ -249,18 +217,18 @@ impl LongPath {
         Ok(path)
     }
 
-    /// Starts a server in the server namespace and waits until it listens.
-    fn server(&self) -> Proc {
-        let p = Proc::spawn(&self.server_ns, &["-s", "-P", PORT]);
-        p.wait_for("listening on", Duration::from_secs(10));
-        p
+    /// Starts a server in the server namespace on a port it chooses.
+    fn server(&self) -> TestServer {
+        TestServer::start_in(&self.server_ns, &["-s", "-P", "0"])
     }
 
-    /// Runs a client in the client namespace to its end.
-    fn client(&self, args: &[&str]) -> Finished {
-        let mut full = vec!["-c", SERVER_IP, "-P", PORT];
-        full.extend_from_slice(args);
-        Proc::spawn(&self.client_ns, &full).finish(Duration::from_secs(60))
+    /// Runs a client in the client namespace against `server` to its end.
+    fn client(&self, server: &TestServer, args: &[&str]) -> Finished {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.client_ns, BTEST])
+            .args(["-c", SERVER_IP, "-P", &server.port.to_string()])
+            .args(args);
+        Running::spawn(cmd).finish(Duration::from_secs(60))
     }
 
     /// What the relay has seen so far.
@@ -275,137 +243,7 @@ impl Drop for LongPath {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        for ns in [&self.client_ns, &self.server_ns] {
-            let _ = sh(&["ip", "netns", "del", ns]);
-        }
-    }
-}
-
-/// Output lines with the instant each arrived.
-type Stamped = Arc<Mutex<Vec<(Instant, String)>>>;
-
-/// A `btest` inside a namespace whose output lines are stamped as they arrive.
-struct Proc {
-    child: Child,
-    started: Instant,
-    out: Stamped,
-    err: Stamped,
-    readers: Vec<JoinHandle<()>>,
-}
-
-/// A client that has exited: how long it ran, and its stamped output.
-struct Finished {
-    wall: Duration,
-    success: bool,
-    out: Vec<(Instant, String)>,
-    err: Vec<(Instant, String)>,
-}
-
-impl Finished {
-    fn lines(&self) -> Vec<Line> {
-        let text: String = self.out.iter().map(|(_, l)| format!("{l}\n")).collect();
-        parse(text.as_bytes())
-    }
-
-    fn stderr_at(&self, needle: &str) -> Option<Instant> {
-        self.err
-            .iter()
-            .find(|(_, l)| l.contains(needle))
-            .map(|(t, _)| *t)
-    }
-
-    fn dump(&self) -> String {
-        let all: Vec<&str> = self
-            .out
-            .iter()
-            .chain(&self.err)
-            .map(|(_, l)| l.as_str())
-            .collect();
-        all.join("\n")
-    }
-}
-
-fn stamp_lines(pipe: impl Read + Send + 'static) -> (Stamped, JoinHandle<()>) {
-    let sink = Arc::new(Mutex::new(Vec::new()));
-    let s = sink.clone();
-    let h = std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            s.lock().unwrap().push((Instant::now(), line));
-        }
-    });
-    (sink, h)
-}
-
-impl Proc {
-    fn spawn(ns: &str, args: &[&str]) -> Proc {
-        let started = Instant::now();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, BTEST])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn btest");
-        let (out, ho) = stamp_lines(child.stdout.take().unwrap());
-        let (err, he) = stamp_lines(child.stderr.take().unwrap());
-        Proc {
-            child,
-            started,
-            out,
-            err,
-            readers: vec![ho, he],
-        }
-    }
-
-    fn stderr(&self) -> Vec<String> {
-        self.err
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, l)| l.clone())
-            .collect()
-    }
-
-    fn wait_for(&self, needle: &str, limit: Duration) -> String {
-        let start = Instant::now();
-        loop {
-            if let Some(l) = self.stderr().into_iter().find(|l| l.contains(needle)) {
-                return l;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "no '{needle}' from btest; stderr:\n{}",
-                self.stderr().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn finish(mut self, limit: Duration) -> Finished {
-        let status = loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                break st;
-            }
-            assert!(self.started.elapsed() < limit, "btest did not end");
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let wall = self.started.elapsed();
-        for h in self.readers.drain(..) {
-            let _ = h.join();
-        }
-        Finished {
-            wall,
-            success: status.success(),
-            out: self.out.lock().unwrap().clone(),
-            err: self.err.lock().unwrap().clone(),
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The namespaces go with `self.namespaces`, after the relay has stopped.
     }
 }
 
@@ -414,7 +252,7 @@ macro_rules! path_or_skip {
         match LongPath::new($tag, $loss) {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("skipped: {e}");
+                skip(&e);
                 return;
             }
         }
@@ -427,17 +265,20 @@ macro_rules! path_or_skip {
 fn twenty_connections_join_in_parallel() {
     let path = path_or_skip!("j", 0);
     let server = path.server();
-    let run = path.client(&[
-        "-t",
-        "-b",
-        "4M",
-        "--connections",
-        "20",
-        "-d",
-        "10",
-        "-v",
-        "-v",
-    ]);
+    let run = path.client(
+        &server,
+        &[
+            "-t",
+            "-b",
+            "4M",
+            "--connections",
+            "20",
+            "-d",
+            "10",
+            "-v",
+            "-v",
+        ],
+    );
     assert!(run.success, "{}", run.dump());
     let connect = run.stderr_at("connecting to").expect("connect logged");
     let open = run.stderr_at("more connections").expect("joins logged");
@@ -468,7 +309,7 @@ fn twenty_connections_join_in_parallel() {
     let secs = summary.secs.unwrap();
     eprintln!("longpath: the client's summary covers {secs:.2} s");
     assert!((9.95..10.3).contains(&secs), "{summary:?}");
-    let end = server.wait_for("session 1 end", Duration::from_secs(5));
+    let end = server.wait_for_log("session 1 end", Duration::from_secs(5));
     assert!(end.contains("conns=20"), "{end}");
 }
 
@@ -477,8 +318,8 @@ fn twenty_connections_join_in_parallel() {
 #[test]
 fn per_second_loss_matches_the_path() {
     let path = path_or_skip!("l", 100);
-    let _server = path.server();
-    let run = path.client(&["-u", "-r", "-b", "12M", "-d", "6"]);
+    let server = path.server();
+    let run = path.client(&server, &["-u", "-r", "-b", "12M", "-d", "6"]);
     assert!(run.success, "{}", run.dump());
     let rx: Vec<Line> = run
         .lines()
@@ -544,7 +385,7 @@ fn per_second_loss_matches_the_path() {
 fn server_udp_receive_rate_uses_the_receive_clock() {
     let path = path_or_skip!("r", 0);
     let server = path.server();
-    let run = path.client(&["-u", "-t", "-b", "12M", "-d", "4"]);
+    let run = path.client(&server, &["-u", "-t", "-b", "12M", "-d", "4"]);
     assert!(run.success, "{}", run.dump());
     let sent = run
         .lines()
@@ -552,7 +393,7 @@ fn server_udp_receive_rate_uses_the_receive_clock() {
         .find(|l| l.index.is_none() && l.dir == "TX")
         .expect("TX summary")
         .bps;
-    let end = server.wait_for("session 1 end", Duration::from_secs(5));
+    let end = server.wait_for_log("session 1 end", Duration::from_secs(5));
     let rate = end.split("rx ").last().unwrap();
     let mut words = rate.split_whitespace();
     let value: f64 = words.next().unwrap().parse().unwrap();
@@ -579,7 +420,7 @@ fn a_failed_join_ends_the_attempt() {
     use std::net::TcpListener;
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
+    let port = listener.local_addr().unwrap().port();
     let fake = std::thread::spawn(move || {
         let (mut primary, _) = listener.accept().unwrap();
         read_request(&mut primary).unwrap();
@@ -614,20 +455,7 @@ fn a_failed_join_ends_the_attempt() {
         left_open
     });
     let started = Instant::now();
-    let out = Command::new(BTEST)
-        .args([
-            "-c",
-            "127.0.0.1",
-            "-P",
-            &port,
-            "-t",
-            "--connections",
-            "5",
-            "-d",
-            "3",
-        ])
-        .output()
-        .unwrap();
+    let out = common::client(port, &["-t", "--connections", "5", "-d", "3"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("error"), "{stderr}");

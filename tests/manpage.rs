@@ -2,6 +2,8 @@
 //! man page, and every flag the man page documents under OPTIONS is one `--help` knows.
 //! `--help` comes from the argh doc comments in src/cli.rs; the man page is written by hand.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -180,16 +182,16 @@ fn manifest_path(rel: &str) -> std::path::PathBuf {
 
 #[test]
 fn btest_help_and_man_page_agree() {
-    check(env!("CARGO_BIN_EXE_btest"), &manifest_path("docs/btest.1"));
+    check(common::BTEST, &manifest_path("docs/btest.1"));
 }
 
 #[cfg(feature = "pro")]
 #[test]
 fn btest_server_pro_help_and_man_page_agree() {
-    let bin = env!("CARGO_BIN_EXE_btest-server-pro");
+    let bin = common::pro::PRO;
     // While the pro binary is still a stub it prints no help; there is nothing to compare yet.
     if !flags_in(&help_of(bin)).contains("--help") {
-        eprintln!("btest-server-pro prints no --help yet: man page check skipped");
+        common::skip("btest-server-pro prints no --help yet: man page check skipped");
         return;
     }
     check(bin, &manifest_path("docs/btest-server-pro.1"));
@@ -214,7 +216,7 @@ fn flag_extraction() {
 
 #[test]
 fn version_names_version_and_features() {
-    let out = Command::new(env!("CARGO_BIN_EXE_btest"))
+    let out = Command::new(common::BTEST)
         .arg("--version")
         .output()
         .expect("run btest --version");

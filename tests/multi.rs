@@ -8,24 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// Per-stream tx/rx bytes from the server's `-v` session-end line.
-fn server_streams(server: &TestServer, session: usize) -> Vec<(u64, u64)> {
-    let line = server.wait_for_log(
-        &format!("session {session} streams tx/rx:"),
-        Duration::from_secs(10),
-    );
-    line.split("tx/rx:")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .map(|w| {
-            let (_, v) = w.split_once('=').unwrap();
-            let (tx, rx) = v.split_once('/').unwrap();
-            (tx.parse().unwrap(), rx.parse().unwrap())
-        })
-        .collect()
-}
-
 fn multi(server: &TestServer, session: usize, n: usize, dir: &[&str]) {
     let n_s = n.to_string();
     let mut args = vec!["-d", "2", "--connections", &n_s, "--per-stream"];
@@ -33,7 +15,7 @@ fn multi(server: &TestServer, session: usize, n: usize, dir: &[&str]) {
     let out = client(server.port, &args);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let lines = parse(&out.stdout);
-    let streams = server_streams(server, session);
+    let streams = server.streams(session);
     assert_eq!(streams.len(), n, "server saw {streams:?}");
     for (i, (tx, rx)) in streams.iter().enumerate() {
         if dir.contains(&"-r") {
@@ -84,29 +66,13 @@ fn multi_connection_with_md5() {
         &["-r", "-d", "1", "--connections", "3", "-a", "u", "-p", "p"],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(server_streams(&server, 1).len(), 3);
+    assert_eq!(server.streams(1).len(), 3);
 }
 
 #[test]
 fn wrong_token_is_refused_while_the_real_session_runs() {
     let server = TestServer::start(&["-v"]);
-    let port = server.port.to_string();
-    let child = std::process::Command::new(BTEST)
-        .args([
-            "-c",
-            "127.0.0.1",
-            "-P",
-            &port,
-            "-r",
-            "-d",
-            "3",
-            "--connections",
-            "4",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_client(server.port, &["-r", "-d", "3", "--connections", "4"]);
     server.wait_for_log("session 1 start", Duration::from_secs(5));
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     let mut hello = [0u8; 4];
@@ -116,7 +82,7 @@ fn wrong_token_is_refused_while_the_real_session_runs() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_consistent(&parse(&out.stdout), "RX");
-    assert_eq!(server_streams(&server, 1).len(), 4);
+    assert_eq!(server.streams(1).len(), 4);
 }
 
 #[test]
@@ -136,13 +102,7 @@ fn idle_connections_do_not_stop_a_test() {
 #[test]
 fn max_sessions_refuses_then_serves() {
     let server = TestServer::start(&["--max-sessions", "1"]);
-    let port = server.port.to_string();
-    let first = std::process::Command::new(BTEST)
-        .args(["-c", "127.0.0.1", "-P", &port, "-r", "-d", "2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let first = spawn_client(server.port, &["-r", "-d", "2"]);
     server.wait_for_log("session 1 start", Duration::from_secs(5));
     let refused = client(server.port, &["-r", "-d", "1"]);
     assert_eq!(code(&refused), 1, "second test should be refused");
@@ -157,23 +117,20 @@ fn max_sessions_refuses_then_serves() {
 #[test]
 fn ipv6_loopback() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        println!("skipped: this machine has no IPv6 loopback");
+        skip("this machine has no IPv6 loopback");
         return;
     }
     let server = TestServer::start_raw(&["-s", "-P", "0", "--listen", "none", "--listen6", "::1"]);
-    let port = server.port.to_string();
     for host in ["::1", "[::1]", "localhost"] {
         if host == "localhost"
             && !std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 1))
                 .map(|mut a| a.any(|a| a.is_ipv6()))
                 .unwrap_or(false)
         {
+            skip("localhost has no IPv6 address here: only ::1 and [::1] tried");
             continue;
         }
-        let out = std::process::Command::new(BTEST)
-            .args(["-c", host, "-P", &port, "-t", "-r", "-d", "1"])
-            .output()
-            .unwrap();
+        let out = client_at(host, server.port, &["-t", "-r", "-d", "1"]);
         assert_eq!(code(&out), 0, "{host}: {}", stderr(&out));
         assert_consistent(&parse(&out.stdout), "RX");
     }

@@ -7,8 +7,6 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::FromRawFd;
-use std::process::{Command as Process, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -16,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use btest_rs::auth::ecsrp5::{Verifier, srp};
 use btest_rs::proto::{Command, Direction, Payload, Protocol, StatusMessage};
-use common::{BTEST, TestServer, code, stderr};
+use common::{BTEST, TestServer, code, connect_from, hello, skip, stderr};
 
 fn tcp_command(direction: Direction, conns: u8) -> Command {
     Command {
@@ -29,48 +27,6 @@ fn tcp_command(direction: Direction, conns: u8) -> Command {
         // The server's rate when it sends: low, so the test costs little CPU.
         remote_tx_speed: 50_000_000,
         local_tx_speed: 0,
-    }
-}
-
-/// Connects to the server and reads its HELLO.
-fn hello(stream: TcpStream) -> TcpStream {
-    let mut s = stream;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut hello = [0u8; 4];
-    s.read_exact(&mut hello).unwrap();
-    assert_eq!(hello, [1, 0, 0, 0]);
-    s
-}
-
-/// A TCP connection to 127.0.0.1:`port` from `source` (bound before connecting).
-fn connect_from(source: Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
-    // SAFETY: plain socket calls on a descriptor we own; the sockaddr structs are fully built.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let stream = TcpStream::from_raw_fd(fd);
-        let sockaddr = |ip: Ipv4Addr, port: u16| {
-            // Zeroed first: BSDs have a length field that Linux lacks.
-            let mut a: libc::sockaddr_in = std::mem::zeroed();
-            a.sin_family = libc::AF_INET as libc::sa_family_t;
-            a.sin_port = port.to_be();
-            a.sin_addr = libc::in_addr {
-                s_addr: u32::from(ip).to_be(),
-            };
-            a
-        };
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let local = sockaddr(source, 0);
-        if libc::bind(fd, (&raw const local).cast(), len) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let remote = sockaddr(Ipv4Addr::LOCALHOST, port);
-        if libc::connect(fd, (&raw const remote).cast(), len) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(stream)
     }
 }
 
@@ -144,22 +100,6 @@ fn run_data(conns: Vec<TcpStream>, dir: Direction, secs: u64) -> Vec<u64> {
     got
 }
 
-/// `#1=tx/rx #2=tx/rx ...` of the server's `-v` per-stream line of `session`.
-fn server_streams(server: &TestServer, session: usize) -> Vec<(u64, u64)> {
-    let needle = format!("session {session} streams tx/rx:");
-    let line = server.wait_for_log(&needle, Duration::from_secs(10));
-    line.split(&needle)
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .map(|w| {
-            let (_, counts) = w.split_once('=').unwrap();
-            let (tx, rx) = counts.split_once('/').unwrap();
-            (tx.parse().unwrap(), rx.parse().unwrap())
-        })
-        .collect()
-}
-
 #[test]
 fn older_join_form_carries_data_on_every_connection() {
     let server = TestServer::start(&["-v"]);
@@ -180,7 +120,7 @@ fn older_join_form_carries_data_on_every_connection() {
             conns.push(s);
         }
         let got = run_data(conns, dir, 2);
-        let streams = server_streams(&server, session + 1);
+        let streams = server.streams(session + 1);
         assert_eq!(streams.len(), usize::from(N), "{dir:?}: {streams:?}");
         for (i, (tx, rx)) in streams.iter().enumerate() {
             if dir.server_tx() {
@@ -203,10 +143,10 @@ fn a_join_from_another_address_is_refused() {
     let server = TestServer::start(&["-v"]);
     let cmd = tcp_command(Direction::ServerTx, 2);
     let (first, token) = primary(server.port, &cmd);
-    let stranger = match connect_from(Ipv4Addr::new(127, 0, 0, 2), server.port) {
+    let stranger = match connect_from(Ipv4Addr::new(127, 0, 0, 2), server.addr()) {
         Ok(s) => hello(s),
         Err(e) => {
-            eprintln!("skipped: cannot connect from 127.0.0.2: {e}");
+            skip(&format!("cannot connect from 127.0.0.2: {e}"));
             return;
         }
     };
@@ -215,7 +155,7 @@ fn a_join_from_another_address_is_refused() {
         btest_rs::proto::encode_join(u16::from_be_bytes(token)),
     ] {
         let mut s = if join[2] == 2 {
-            hello(connect_from(Ipv4Addr::new(127, 0, 0, 2), server.port).unwrap())
+            hello(connect_from(Ipv4Addr::new(127, 0, 0, 2), server.addr()).unwrap())
         } else {
             stranger.try_clone().unwrap()
         };
@@ -537,40 +477,23 @@ fn ecsrp5_refusals_are_authentication_failures() {
 /// Runs `btest -s EXTRA` and one 3 s receive test against it; returns the server's stdout and
 /// stderr once it has stopped.
 fn server_output_of_a_3s_receive(extra: &[&str]) -> (String, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let port_s = port.to_string();
-    let child = Process::new(BTEST)
-        .args(["-s", "-P", &port_s, "--listen", "127.0.0.1"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        thread::sleep(Duration::from_millis(20));
-    }
-    let out = common::client(port, &["-r", "-d", "3", "-b", "20M"]);
+    let mut cmd = std::process::Command::new(BTEST);
+    cmd.args(["-s", "-P", "0", "--listen", "127.0.0.1"])
+        .args(extra);
+    // `-q` prints no `listening on` line: the port is read from the listening socket.
+    let server = TestServer::spawn_quiet(cmd);
+    let out = common::client(server.port, &["-r", "-d", "3", "-b", "20M"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     // The session has ended on the server once a new connection is served; then stop it.
     thread::sleep(Duration::from_millis(500));
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (_, stdout, stderr) = server.terminate_with_output();
+    (stdout, stderr)
 }
 
 #[test]
 fn server_prints_intervals_and_a_summary_per_session() {
     let (stdout, stderr) = server_output_of_a_3s_receive(&[]);
-    // The probe connection of the start-up wait is session-less; the test is session 1.
+    // The test is session 1.
     let prefix = "[#1 127.0.0.1]  ";
     let mine: Vec<&str> = stdout
         .lines()
@@ -632,38 +555,15 @@ fn server_json_lines_per_interval_and_end() {
 #[cfg(feature = "pro")]
 #[test]
 fn pro_server_shows_intervals_only_when_asked() {
-    use std::io::{BufRead, BufReader};
-    const PRO: &str = env!("CARGO_BIN_EXE_btest-server-pro");
     for (run, extra) in [&[][..], &["--intervals"][..]].into_iter().enumerate() {
-        let db = std::env::temp_dir().join(format!("btest-peers-{}-{run}.db", std::process::id()));
-        let mut child = Process::new(PRO)
-            .args(["--db", db.to_str().unwrap(), "--open", "-P", "0"])
-            .args(["--listen", "127.0.0.1"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-        let port: u16 = loop {
-            let line = log.next().expect("server log").unwrap();
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.rsplit(':').next().unwrap().parse().unwrap();
-            }
-        };
-        let out = common::client(port, &["-r", "-d", "2", "-b", "10M"]);
+        let db = common::pro::TempDb::new(&format!("peers-{run}"));
+        let mut args = vec!["--open"];
+        args.extend_from_slice(extra);
+        let server = TestServer::start_pro(&db, &args);
+        let out = common::client(server.port, &["-r", "-d", "2", "-b", "10M"]);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
-        let end = log
-            .by_ref()
-            .map_while(Result::ok)
-            .find(|l| l.contains("session 1 end"));
-        assert!(end.is_some(), "no session end line");
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-        }
+        server.wait_for_log("session 1 end", Duration::from_secs(10));
+        let (_, stdout, _) = server.terminate_with_output();
         if extra.is_empty() {
             assert!(stdout.is_empty(), "{stdout}");
         } else {

@@ -2,160 +2,22 @@
 //! database per test under the temp directory.
 #![cfg(feature = "pro")]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::{Duration, Instant};
 
-const PRO: &str = env!("CARGO_BIN_EXE_btest-server-pro");
-const BTEST: &str = env!("CARGO_BIN_EXE_btest");
+use common::pro::TempDb;
+use common::{TestServer, avg_bytes, spawn_client, text};
 
-/// A database file removed (with its WAL files) when the test ends.
-struct TempDb(PathBuf);
-
-impl TempDb {
-    fn new(tag: &str) -> TempDb {
-        let p = std::env::temp_dir().join(format!("btest-pro-{}-{tag}.db", std::process::id()));
-        let db = TempDb(p);
-        db.clean();
-        db
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
-    fn clean(&self) {
-        for s in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{s}", self.0.display()));
-        }
-    }
-    fn admin(&self, args: &[&str]) -> Output {
-        Command::new(PRO)
-            .args(["--db", self.path()])
-            .args(args)
-            .output()
-            .expect("run admin command")
-    }
-    fn admin_ok(&self, args: &[&str]) -> String {
-        let out = self.admin(args);
-        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-        text(&out.stdout)
-    }
-    fn query_u64(&self, sql: &str) -> u64 {
-        let conn = rusqlite::Connection::open(&self.0).expect("open db");
-        conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
-            .expect("query")
-            .unwrap_or(0) as u64
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        self.clean();
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-struct ProServer {
-    child: Option<Child>,
-    port: u16,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl ProServer {
-    fn start(db: &TempDb, extra: &[&str]) -> ProServer {
-        let mut child = Command::new(PRO)
-            .args(["--db", db.path(), "-P", "0", "--listen", "127.0.0.1"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn btest-server-pro");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1)
-                    && let Some(port) = rest.rsplit(':').next().and_then(|p| p.parse().ok())
-                {
-                    let _ = tx.send(port);
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("server did not start: {:?}", log.lock().unwrap()));
-        ProServer {
-            child: Some(child),
-            port,
-            log,
-        }
-    }
-
-    fn client(&self, args: &[&str]) -> Output {
-        Command::new(BTEST)
-            .args(["-c", "127.0.0.1", "-P", &self.port.to_string(), "-q"])
-            .args(args)
-            .output()
-            .expect("run client")
-    }
-
-    /// Waits until the server has logged `n` session ends: a client may exit a moment
-    /// before the server has seen its test end and given the address's slot back.
-    fn wait_ends(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.log().matches(" end: ").count() < n {
-            assert!(Instant::now() < deadline, "{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// SIGTERM, then wait: the writer commits before the process exits.
-    fn stop(mut self) -> String {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let status = c.wait().expect("wait");
-            assert!(status.success(), "server exit {status:?}: {}", self.log());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        self.log()
-    }
-}
-
-impl Drop for ProServer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Bytes of the client's `[ avg]` line for `dir`.
-fn summary(out: &Output, dir: &str) -> u64 {
-    text(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("[ avg]") && l.contains(dir))
-        .and_then(|l| l.split('(').nth(1))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|b| b.parse().ok())
-        .unwrap_or(0)
+/// Waits until the server has logged `n` session ends: a client may exit a moment before
+/// the server has seen its test end and given the address's slot back.
+fn wait_ends(server: &TestServer, n: usize) {
+    server.wait_for_count(" end: ", n, Duration::from_secs(5));
 }
 
 #[test]
 fn user_commands_round_trip() {
-    let db = TempDb::new("users");
+    let db = TempDb::new("pro-users");
     db.admin_ok(&["user", "add", "alice", "pw1"]);
     db.admin_ok(&["user", "add", "bob", "pw2", "--md5"]);
     assert!(!db.admin(&["user", "add", "alice", "x"]).status.success());
@@ -198,10 +60,10 @@ fn user_commands_round_trip() {
     );
     assert_eq!(mode & 0o777, 0o600);
     // The changed password works; the old one does not.
-    let server = ProServer::start(&db, &[]);
-    let ok = server.client(&["-a", "alice", "-p", "pw3", "-r", "-b", "8M", "-d", "1"]);
+    let server = TestServer::start_pro(&db, &[]);
+    let ok = server.client_quiet(&["-a", "alice", "-p", "pw3", "-r", "-b", "8M", "-d", "1"]);
     assert!(ok.status.success(), "{}", text(&ok.stderr));
-    let bad = server.client(&["-a", "alice", "-p", "pw1", "-r", "-d", "1"]);
+    let bad = server.client_quiet(&["-a", "alice", "-p", "pw1", "-r", "-d", "1"]);
     assert_eq!(bad.status.code(), Some(3));
     server.stop();
     assert_eq!(
@@ -212,13 +74,13 @@ fn user_commands_round_trip() {
 
 #[test]
 fn md5_needs_a_stored_secret() {
-    let db = TempDb::new("md5");
+    let db = TempDb::new("pro-md5");
     db.admin_ok(&["user", "add", "m", "pw", "--md5"]);
     db.admin_ok(&["user", "add", "e", "pw"]);
-    let server = ProServer::start(&db, &["--auth", "md5"]);
-    let ok = server.client(&["-a", "m", "-p", "pw", "-r", "-b", "8M", "-d", "1"]);
+    let server = TestServer::start_pro(&db, &["--auth", "md5"]);
+    let ok = server.client_quiet(&["-a", "m", "-p", "pw", "-r", "-b", "8M", "-d", "1"]);
     assert!(ok.status.success(), "{}", text(&ok.stderr));
-    let no = server.client(&["-a", "e", "-p", "pw", "-r", "-d", "1"]);
+    let no = server.client_quiet(&["-a", "e", "-p", "pw", "-r", "-d", "1"]);
     assert_eq!(no.status.code(), Some(3));
     let log = server.stop();
     assert!(log.contains("user 'e' has no MD5 secret"), "{log}");
@@ -226,25 +88,25 @@ fn md5_needs_a_stored_secret() {
 
 #[test]
 fn running_test_stops_within_one_interval_and_spent_budget_refuses() {
-    let db = TempDb::new("budget");
+    let db = TempDb::new("pro-budget");
     db.admin_ok(&["user", "add", "alice", "pw"]);
     db.admin_ok(&["user", "set-quota", "alice", "--daily", "5M"]);
-    let server = ProServer::start(&db, &[]);
+    let server = TestServer::start_pro(&db, &[]);
     let start = Instant::now();
     // 20 Mbit/s = 2.5 MB per interval: the 5 MB budget lasts two intervals of a 10 s test.
-    let out = server.client(&["-a", "alice", "-p", "pw", "-t", "-b", "20M", "-d", "10"]);
+    let out = server.client_quiet(&["-a", "alice", "-p", "pw", "-t", "-b", "20M", "-d", "10"]);
     assert!(
         start.elapsed() < Duration::from_secs(6),
         "not stopped early"
     );
-    let sent = summary(&out, "TX");
+    let sent = avg_bytes(&out, "TX");
     let one_interval = 20_000_000 / 8;
     assert!(sent >= 5_000_000, "stopped before the budget: {sent}");
     assert!(
         sent <= 5_000_000 + one_interval + one_interval / 10,
         "{sent}"
     );
-    let refused = server.client(&["-a", "alice", "-p", "pw", "-t", "-d", "1"]);
+    let refused = server.client_quiet(&["-a", "alice", "-p", "pw", "-t", "-d", "1"]);
     assert!(!refused.status.success());
     let log = server.stop();
     assert!(
@@ -259,7 +121,7 @@ fn running_test_stops_within_one_interval_and_spent_budget_refuses() {
         db.query_u64("SELECT sum(bytes_in) FROM usage WHERE kind = 'user'")
     );
     // A restart keeps the day's usage.
-    let server = ProServer::start(&db, &[]);
+    let server = TestServer::start_pro(&db, &[]);
     assert!(
         !server
             .client(&["-a", "alice", "-p", "pw", "-t", "-d", "1"])
@@ -269,7 +131,7 @@ fn running_test_stops_within_one_interval_and_spent_budget_refuses() {
     // An override of 0 means unlimited for this user, while the server default stays.
     db.admin_ok(&["user", "set-quota", "alice", "--daily", "0"]);
     std::thread::sleep(Duration::from_millis(5200)); // the budget cache TTL
-    let ok = server.client(&["-a", "alice", "-p", "pw", "-t", "-b", "8M", "-d", "1"]);
+    let ok = server.client_quiet(&["-a", "alice", "-p", "pw", "-t", "-b", "8M", "-d", "1"]);
     assert!(ok.status.success(), "{}", text(&ok.stderr));
     server.stop();
     assert_eq!(
@@ -280,33 +142,15 @@ fn running_test_stops_within_one_interval_and_spent_budget_refuses() {
 
 #[test]
 fn concurrent_sessions_share_one_budget() {
-    let db = TempDb::new("shared");
+    let db = TempDb::new("pro-shared");
     // An IP budget of 6 MB, three sessions at 16 Mbit/s (2 MB per interval) each.
-    let server = ProServer::start(&db, &["--open", "--ip-daily-quota", "6M"]);
-    let port = server.port.to_string();
+    let server = TestServer::start_pro(&db, &["--open", "--ip-daily-quota", "6M"]);
     let clients: Vec<_> = (0..3)
-        .map(|_| {
-            Command::new(BTEST)
-                .args([
-                    "-c",
-                    "127.0.0.1",
-                    "-P",
-                    &port,
-                    "-q",
-                    "-t",
-                    "-b",
-                    "16M",
-                    "-d",
-                    "10",
-                ])
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("client")
-        })
+        .map(|_| spawn_client(server.port, &["-q", "-t", "-b", "16M", "-d", "10"]))
         .collect();
     let total: u64 = clients
         .into_iter()
-        .map(|c| summary(&c.wait_with_output().expect("wait"), "TX"))
+        .map(|c| avg_bytes(&c.wait_with_output().expect("wait"), "TX"))
         .sum();
     server.stop();
     let server_total = db.query_u64("SELECT sum(bytes_in) FROM sessions");
@@ -324,39 +168,22 @@ fn concurrent_sessions_share_one_budget() {
 
 #[test]
 fn fifty_concurrent_sessions_are_all_accounted() {
-    let db = TempDb::new("fifty");
-    let server = ProServer::start(
+    let db = TempDb::new("pro-fifty");
+    let server = TestServer::start_pro(
         &db,
         &["--open", "--max-conn-per-ip", "60", "--max-sessions", "60"],
     );
-    let port = server.port.to_string();
     let clients: Vec<_> = (0..50)
         .map(|i| {
             let dir = if i % 2 == 0 { "-t" } else { "-r" };
-            Command::new(BTEST)
-                .args([
-                    "-c",
-                    "127.0.0.1",
-                    "-P",
-                    &port,
-                    "-q",
-                    dir,
-                    "-b",
-                    "2M",
-                    "-d",
-                    "2",
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("client")
+            spawn_client(server.port, &["-q", dir, "-b", "2M", "-d", "2"])
         })
         .collect();
     let mut client_bytes = 0u64;
     for c in clients {
         let out = c.wait_with_output().expect("wait");
         assert!(out.status.success(), "{}", text(&out.stderr));
-        client_bytes += summary(&out, "TX") + summary(&out, "RX");
+        client_bytes += avg_bytes(&out, "TX") + avg_bytes(&out, "RX");
     }
     let log = server.stop();
     assert!(!log.contains("locked"), "{log}");
@@ -381,12 +208,12 @@ fn fifty_concurrent_sessions_are_all_accounted() {
 
 #[test]
 fn per_ip_slots_come_back_after_multi_connection_tests() {
-    let db = TempDb::new("slots");
-    let server = ProServer::start(&db, &["--open", "--max-conn-per-ip", "1"]);
+    let db = TempDb::new("pro-slots");
+    let server = TestServer::start_pro(&db, &["--open", "--max-conn-per-ip", "1"]);
     for i in 1..=3 {
-        let out = server.client(&["-r", "-b", "8M", "-d", "1", "--connections", "3"]);
+        let out = server.client_quiet(&["-r", "-b", "8M", "-d", "1", "--connections", "3"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        server.wait_ends(i);
+        wait_ends(&server, i);
     }
     let log = server.stop();
     assert!(!log.contains("--max-conn-per-ip"), "{log}");
@@ -394,31 +221,15 @@ fn per_ip_slots_come_back_after_multi_connection_tests() {
 
 #[test]
 fn per_ip_limit_refuses_a_second_concurrent_test() {
-    let db = TempDb::new("perip");
-    let server = ProServer::start(&db, &["--open", "--max-conn-per-ip", "1"]);
-    let port = server.port.to_string();
-    let first = Command::new(BTEST)
-        .args([
-            "-c",
-            "127.0.0.1",
-            "-P",
-            &port,
-            "-q",
-            "-r",
-            "-b",
-            "4M",
-            "-d",
-            "3",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("client");
+    let db = TempDb::new("pro-perip");
+    let server = TestServer::start_pro(&db, &["--open", "--max-conn-per-ip", "1"]);
+    let first = spawn_client(server.port, &["-q", "-r", "-b", "4M", "-d", "3"]);
     std::thread::sleep(Duration::from_millis(700));
-    let second = server.client(&["-r", "-d", "1"]);
+    let second = server.client_quiet(&["-r", "-d", "1"]);
     assert!(!second.status.success());
     assert!(first.wait_with_output().expect("wait").status.success());
-    server.wait_ends(1);
-    let third = server.client(&["-r", "-b", "4M", "-d", "1"]);
+    wait_ends(&server, 1);
+    let third = server.client_quiet(&["-r", "-b", "4M", "-d", "1"]);
     assert!(third.status.success(), "slot not given back");
     let log = server.stop();
     assert!(
@@ -429,12 +240,9 @@ fn per_ip_limit_refuses_a_second_concurrent_test() {
 
 #[test]
 fn corrupt_or_read_only_database_is_a_clear_start_up_error() {
-    let db = TempDb::new("corrupt");
+    let db = TempDb::new("pro-corrupt");
     std::fs::write(&db.0, vec![0x42; 4096]).unwrap();
-    let out = Command::new(PRO)
-        .args(["--db", db.path(), "-P", "0", "--listen", "127.0.0.1"])
-        .output()
-        .unwrap();
+    let out = db.run_server(&[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("is not a btest-server-pro SQLite database or is damaged"),
@@ -444,10 +252,7 @@ fn corrupt_or_read_only_database_is_a_clear_start_up_error() {
     db.clean();
     db.admin_ok(&["user", "list"]);
     std::fs::set_permissions(&db.0, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
-    let out = Command::new(PRO)
-        .args(["--db", db.path(), "-P", "0", "--listen", "127.0.0.1"])
-        .output()
-        .unwrap();
+    let out = db.run_server(&[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("is read-only"),
@@ -458,12 +263,12 @@ fn corrupt_or_read_only_database_is_a_clear_start_up_error() {
 
 #[test]
 fn usage_and_sessions_commands_report() {
-    let db = TempDb::new("report");
-    let server = ProServer::start(
+    let db = TempDb::new("pro-report");
+    let server = TestServer::start_pro(
         &db,
         &["--open", "--ip-monthly-quota", "1G", "--tz", "+02:00"],
     );
-    let out = server.client(&["-r", "-b", "8M", "-d", "1"]);
+    let out = server.client_quiet(&["-r", "-b", "8M", "-d", "1"]);
     assert!(out.status.success());
     server.stop();
     let usage = db.admin_ok(&["usage", "--ip", "127.0.0.1", "--period", "month"]);
@@ -482,15 +287,15 @@ fn usage_and_sessions_commands_report() {
 
 #[test]
 fn kill_dash_9_loses_at_most_the_last_second() {
-    let db = TempDb::new("kill9");
-    let server = ProServer::start(&db, &["--open"]);
-    let out = server.client(&["-t", "-b", "8M", "-d", "2"]);
+    let db = TempDb::new("pro-kill9");
+    let server = TestServer::start_pro(&db, &["--open"]);
+    let out = server.client_quiet(&["-t", "-b", "8M", "-d", "2"]);
     assert!(out.status.success());
-    server.wait_ends(1);
+    wait_ends(&server, 1);
     std::thread::sleep(Duration::from_millis(1100));
     // Dropping the server is SIGKILL: no drain, no final commit.
     drop(server);
-    let sent = summary(&out, "TX");
+    let sent = avg_bytes(&out, "TX");
     let stored = db.query_u64("SELECT sum(bytes_in) FROM usage WHERE kind = 'ip'");
     assert_eq!(
         stored,

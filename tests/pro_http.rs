@@ -3,264 +3,21 @@
 //! (opened read-only) and with the clients' own summaries.
 #![cfg(feature = "pro")]
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::pro::{PRO, TempDb};
+use common::web::{get, get_from, parse_response, raw};
+use common::{TestServer, avg_bytes, skip, spawn_client, text};
 use serde_json::Value;
 
-const PRO: &str = env!("CARGO_BIN_EXE_btest-server-pro");
-const BTEST: &str = env!("CARGO_BIN_EXE_btest");
 const TOKEN: &str = "s3cret-token-for-tests";
-
-/// Files of one test under the temp directory, removed at the end.
-struct Files(PathBuf);
-
-impl Files {
-    fn new(tag: &str) -> Files {
-        let f =
-            Files(std::env::temp_dir().join(format!("btest-http-{}-{tag}", std::process::id())));
-        f.clean();
-        f
-    }
-    fn db(&self) -> String {
-        format!("{}.db", self.0.display())
-    }
-    fn token(&self) -> String {
-        format!("{}.token", self.0.display())
-    }
-    fn write_token(&self, mode: u32) -> String {
-        let p = self.token();
-        std::fs::write(&p, format!("  {TOKEN}\n")).expect("token file");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
-        p
-    }
-    fn clean(&self) {
-        for s in [".db", ".db-wal", ".db-shm", ".token"] {
-            let _ = std::fs::remove_file(format!("{}{s}", self.0.display()));
-        }
-    }
-    fn admin(&self, args: &[&str]) {
-        let out = Command::new(PRO)
-            .args(["--db", &self.db()])
-            .args(args)
-            .output()
-            .expect("admin command");
-        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-    }
-    fn conn(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open_with_flags(self.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open db read-only")
-    }
-    fn q(&self, sql: &str) -> i64 {
-        self.conn()
-            .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
-            .expect(sql)
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        self.clean();
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    http: u16,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(files: &Files, extra: &[&str]) -> Server {
-        let mut child = Command::new(PRO)
-            .args(["--db", &files.db(), "-P", "0", "--listen", "127.0.0.1"])
-            .args(["--http", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn btest-server-pro");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let port = |s: &str| s.trim_end_matches('/').rsplit(':').next()?.parse().ok();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(p) = line.split("http: serving on ").nth(1).and_then(port) {
-                    let _ = tx.send((true, p));
-                } else if let Some(p) = line.split("listening on ").nth(1).and_then(port) {
-                    let _ = tx.send((false, p));
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let (mut port, mut http) = (0, 0);
-        while port == 0 || http == 0 {
-            match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok((true, p)) => http = p,
-                Ok((false, p)) => port = p,
-                Err(_) => panic!("server did not start: {:?}", log.lock().unwrap()),
-            }
-        }
-        Server {
-            child: Some(child),
-            port,
-            http,
-            log,
-        }
-    }
-
-    fn client(&self, args: &[&str]) -> Output {
-        Command::new(BTEST)
-            .args(["-c", "127.0.0.1", "-P", &self.port.to_string(), "-q"])
-            .args(args)
-            .output()
-            .expect("run client")
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// SIGTERM: the HTTP threads must stop with the rest and the process exit 0.
-    fn stop(mut self) -> String {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(15);
-            let status = loop {
-                if let Some(s) = c.try_wait().expect("wait") {
-                    break s;
-                }
-                assert!(Instant::now() < deadline, "no exit after SIGTERM");
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            assert!(status.success(), "server exit {status:?}: {}", self.log());
-        }
-        self.log()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Bytes of the client's `[ avg]` line for `dir` (TX or RX).
-fn summary(out: &Output, dir: &str) -> u64 {
-    text(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("[ avg]") && l.contains(dir))
-        .and_then(|l| l.split('(').nth(1))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|b| b.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A TCP connection to 127.0.0.1:`port` whose source address is `src`: std cannot bind before
-/// connecting, so the socket is made with libc. Linux routes all of 127/8 to loopback.
-fn connect_from(src: Ipv4Addr, port: u16) -> TcpStream {
-    use std::os::fd::FromRawFd;
-    // SAFETY: plain socket calls on a descriptor we own; it is handed to TcpStream at the end.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        assert!(fd >= 0, "socket");
-        let mut a: libc::sockaddr_in = std::mem::zeroed();
-        a.sin_family = libc::AF_INET as libc::sa_family_t;
-        a.sin_addr.s_addr = u32::from_ne_bytes(src.octets());
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let rc = libc::bind(fd, (&a as *const libc::sockaddr_in).cast(), len);
-        assert_eq!(rc, 0, "bind {src}: {}", std::io::Error::last_os_error());
-        a.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
-        a.sin_port = port.to_be();
-        let rc = libc::connect(fd, (&a as *const libc::sockaddr_in).cast(), len);
-        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
-        TcpStream::from_raw_fd(fd)
-    }
-}
-
-/// A response: status, headers (lower-case names) and body.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-}
-
-/// Sends raw bytes and reads the whole response (the server closes after each).
-fn raw(port: u16, from: Option<Ipv4Addr>, request: &[u8]) -> Resp {
-    let mut s = match from {
-        Some(ip) => connect_from(ip, port),
-        None => TcpStream::connect(("127.0.0.1", port)).expect("connect"),
-    };
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    let _ = s.write_all(request);
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    parse_response(&buf)
-}
-
-fn parse_response(buf: &[u8]) -> Resp {
-    let t = text(buf);
-    let (head, body) = t
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head: {t:?}"));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line: {head}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_owned()))
-        .collect::<HashMap<_, _>>();
-    // A HEAD response announces the length of a body it does not send.
-    if let Some(len) = headers.get("content-length").filter(|_| !body.is_empty()) {
-        assert_eq!(len.parse::<usize>().unwrap(), body.len(), "content-length");
-    }
-    Resp {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
-}
-
-fn get(port: u16, path: &str, token: Option<&str>) -> Resp {
-    get_from(port, None, path, token)
-}
-
-fn get_from(port: u16, from: Option<Ipv4Addr>, path: &str, token: Option<&str>) -> Resp {
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    raw(
-        port,
-        from,
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes(),
-    )
-}
 
 /// One sample of the exposition: name and sorted labels.
 type Series = (String, BTreeMap<String, String>);
@@ -356,7 +113,7 @@ fn metric(m: &HashMap<Series, f64>, name: &str, labels: &[(&str, &str)]) -> i64 
 
 /// Waits until the database has `n` finished sessions and none running: the writer commits a
 /// moment after the client exits.
-fn wait_settled(f: &Files, n: i64) {
+fn wait_settled(f: &TempDb, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let done = f.q("SELECT count(*) FROM sessions WHERE outcome != 'running'");
@@ -375,9 +132,9 @@ fn u(v: &Value) -> i64 {
 
 #[test]
 fn every_endpoint_agrees_with_the_database_and_the_clients() {
-    let f = Files::new("all");
-    f.admin(&["user", "add", "alice", "pw"]);
-    f.admin(&[
+    let f = TempDb::new("http-all");
+    f.admin_ok(&["user", "add", "alice", "pw"]);
+    f.admin_ok(&[
         "user",
         "set-quota",
         "alice",
@@ -386,9 +143,9 @@ fn every_endpoint_agrees_with_the_database_and_the_clients() {
         "--direction",
         "in",
     ]);
-    f.admin(&["ip", "set-quota", "127.0.0.1", "--weekly", "3G"]);
-    let token = f.write_token(0o600);
-    let s = Server::start(
+    f.admin_ok(&["ip", "set-quota", "127.0.0.1", "--weekly", "3G"]);
+    let token = f.write_token(&format!("  {TOKEN}\n"), 0o600);
+    let s = TestServer::start_pro_http(
         &f,
         &[
             "--ip-daily-quota",
@@ -399,11 +156,11 @@ fn every_endpoint_agrees_with_the_database_and_the_clients() {
             &token,
         ],
     );
-    let rx = s.client(&["-a", "alice", "-p", "pw", "-r", "-b", "8M", "-d", "2"]);
+    let rx = s.client_quiet(&["-a", "alice", "-p", "pw", "-r", "-b", "8M", "-d", "2"]);
     assert!(rx.status.success(), "{}", text(&rx.stderr));
-    let tx = s.client(&["-a", "alice", "-p", "pw", "-t", "-b", "8M", "-d", "2"]);
+    let tx = s.client_quiet(&["-a", "alice", "-p", "pw", "-t", "-b", "8M", "-d", "2"]);
     assert!(tx.status.success(), "{}", text(&tx.stderr));
-    let bad = s.client(&["-a", "alice", "-p", "wrong", "-r", "-d", "1"]);
+    let bad = s.client_quiet(&["-a", "alice", "-p", "wrong", "-r", "-d", "1"]);
     assert_eq!(bad.status.code(), Some(3));
     wait_settled(&f, 3);
 
@@ -419,8 +176,8 @@ fn every_endpoint_agrees_with_the_database_and_the_clients() {
     assert_eq!(u(&day["used"]["in"]), db_in);
     assert_eq!(u(&day["used"]["out"]), db_out);
     assert_eq!(u(&day["used"]["total"]), db_in + db_out);
-    let client_out = summary(&rx, "RX") as i64;
-    let client_in = summary(&tx, "TX") as i64;
+    let client_out = avg_bytes(&rx, "RX") as i64;
+    let client_in = avg_bytes(&tx, "TX") as i64;
     assert!(client_out > 1_000_000 && client_in > 1_000_000);
     assert!(
         (db_out - client_out).abs() <= client_out / 50,
@@ -551,23 +308,10 @@ fn every_endpoint_agrees_with_the_database_and_the_clients() {
     assert_eq!(metric(&m, "btest_db_writer_queue_depth", &[]), 0);
 
     // The live view while a test runs: admin only, with a current rate.
-    let port = s.port.to_string();
-    let running = Command::new(BTEST)
-        .args([
-            "-c",
-            "127.0.0.1",
-            "-P",
-            &port,
-            "-q",
-            "-a",
-            "alice",
-            "-p",
-            "pw",
-        ])
-        .args(["-r", "-b", "8M", "-d", "3"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("client");
+    let running = spawn_client(
+        s.port,
+        &["-q", "-a", "alice", "-p", "pw", "-r", "-b", "8M", "-d", "3"],
+    );
     std::thread::sleep(Duration::from_millis(1800));
     assert_eq!(get(s.http, "/api/sessions/live", None).status, 401);
     assert_eq!(get(s.http, "/api/sessions/live", Some("x")).status, 403);
@@ -594,9 +338,9 @@ fn every_endpoint_agrees_with_the_database_and_the_clients() {
 }
 
 /// Another address (127.0.0.2) sees nothing of 127.0.0.1 without the token.
-fn isolation(s: &Server, id: i64) {
+fn isolation(s: &TestServer, id: i64) {
     if !cfg!(target_os = "linux") {
-        eprintln!("skipped: address isolation needs 127.0.0.2 on loopback (Linux)");
+        skip("address isolation needs 127.0.0.2 on loopback (Linux)");
         return;
     }
     let other = Some(Ipv4Addr::new(127, 0, 0, 2));
@@ -633,7 +377,7 @@ fn isolation(s: &Server, id: i64) {
 }
 
 /// Bad requests get 4xx, slow ones are cut off, and the server keeps serving.
-fn malformed(s: &Server) {
+fn malformed(s: &TestServer) {
     // A client that sends half a request and stalls holds one handler for the head deadline
     // only; the others keep answering meanwhile.
     let mut slow = TcpStream::connect(("127.0.0.1", s.http)).unwrap();
@@ -689,8 +433,8 @@ fn malformed(s: &Server) {
 
 #[test]
 fn admin_endpoints_are_off_without_a_token_file_and_exposed_tokens_refuse_to_start() {
-    let f = Files::new("notoken");
-    let s = Server::start(&f, &["--open"]);
+    let f = TempDb::new("http-notoken");
+    let s = TestServer::start_pro_http(&f, &["--open"]);
     let r = get(s.http, "/api/sessions/live", None);
     assert_eq!(r.status, 404, "{}", r.body);
     assert_eq!(get(s.http, "/api/user/x/usage", None).status, 404);
@@ -698,12 +442,8 @@ fn admin_endpoints_are_off_without_a_token_file_and_exposed_tokens_refuse_to_sta
     assert_eq!(get(s.http, "/metrics", None).status, 200);
     s.stop();
     for mode in [0o644, 0o640] {
-        let token = f.write_token(mode);
-        let out = Command::new(PRO)
-            .args(["--db", &f.db(), "-P", "0", "--listen", "127.0.0.1"])
-            .args(["--http", "127.0.0.1:0", "--http-admin-token-file", &token])
-            .output()
-            .unwrap();
+        let token = f.write_token(&format!("  {TOKEN}\n"), mode);
+        let out = f.run_server(&["--http", "127.0.0.1:0", "--http-admin-token-file", &token]);
         assert_eq!(out.status.code(), Some(1));
         assert!(
             text(&out.stderr).contains("chmod 600"),
@@ -713,34 +453,27 @@ fn admin_endpoints_are_off_without_a_token_file_and_exposed_tokens_refuse_to_sta
     }
     std::fs::write(f.token(), " \n").unwrap();
     std::fs::set_permissions(f.token(), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = Command::new(PRO)
-        .args(["--db", &f.db(), "-P", "0", "--listen", "127.0.0.1"])
-        .args([
-            "--http",
-            "127.0.0.1:0",
-            "--http-admin-token-file",
-            &f.token(),
-        ])
-        .output()
-        .unwrap();
+    let out = f.run_server(&[
+        "--http",
+        "127.0.0.1:0",
+        "--http-admin-token-file",
+        &f.token(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("is empty"),
         "{}",
         text(&out.stderr)
     );
-    let out = Command::new(PRO)
-        .args(["--db", &f.db(), "--http", "localhost"])
-        .output()
-        .unwrap();
+    let out = f.admin(&["--http", "localhost"]);
     assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
 fn pages_render_in_headless_chromium_with_the_svg_chart() {
-    let f = Files::new("chromium");
-    let s = Server::start(&f, &["--open", "--ip-daily-quota", "1G"]);
-    let out = s.client(&["-r", "-b", "8M", "-d", "2"]);
+    let f = TempDb::new("http-chromium");
+    let s = TestServer::start_pro_http(&f, &["--open", "--ip-daily-quota", "1G"]);
+    let out = s.client_quiet(&["-r", "-b", "8M", "-d", "2"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     wait_settled(&f, 1);
     // What the browser will load, checked without one first.
@@ -765,7 +498,7 @@ fn pages_render_in_headless_chromium_with_the_svg_chart() {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
     let Some(chromium) = chromium else {
-        eprintln!("skipped: Chromium is not installed (apt-get install chromium to run it)");
+        skip("Chromium is not installed (apt-get install chromium to run it)");
         return;
     };
     let profile = std::env::temp_dir().join(format!("btest-http-chromium-{}", std::process::id()));

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -12,111 +12,25 @@ use common::*;
 const USER: &str = "robust";
 const PASS: &str = "hunter2";
 
-fn proc_status(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+/// The server all attacks of a test go to, warmed up.
+fn harness() -> Target {
+    raise_fd_limit();
+    let server = TestServer::start(&["-a", USER, "-p", PASS, "--ecsrp5", "-v"]);
+    // Warm-up: the EC-SRP5 tables too, and glibc keeps up to 40 MiB of exited threads'
+    // stacks (the server gives back all but their top pages, so about 1 MiB when full).
+    Target::warmed_up(server, 300, Duration::from_millis(500), normal_test)
 }
 
-fn threads(pid: u32) -> u64 {
-    proc_status(pid, "Threads:")
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    proc_status(pid, "VmRSS:")
-}
-
-/// Tiny deterministic PRNG for attack bytes.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            *b = self.next() as u8;
-        }
-    }
-}
-
-struct Harness {
-    server: TestServer,
-    addr: SocketAddr,
-    base_threads: u64,
-    base_rss: u64,
-}
-
-impl Harness {
-    fn new() -> Harness {
-        raise_fd_limit();
-        let server = TestServer::start(&["-a", USER, "-p", PASS, "--ecsrp5", "-v"]);
-        let addr: SocketAddr = format!("127.0.0.1:{}", server.port).parse().unwrap();
-        let mut h = Harness {
-            server,
-            addr,
-            base_threads: 0,
-            base_rss: 0,
-        };
-        // Warm up before taking the baseline: the EC-SRP5 tables, the allocator, and glibc's
-        // cache of exited threads' stacks, which keeps up to 40 MiB of them (the server gives
-        // back all but their top pages, so the cache costs about 1 MiB when full) for reuse.
-        // Those are bounded caches that fill once, not growth; the baseline is the server as it
-        // is after its first burst of connections.
-        h.normal_test();
-        let burst: Vec<TcpStream> = (0..300)
-            .filter_map(|_| TcpStream::connect(h.addr).ok())
-            .collect();
-        std::thread::sleep(Duration::from_millis(300));
-        drop(burst);
-        std::thread::sleep(Duration::from_millis(500));
-        h.normal_test();
-        std::thread::sleep(Duration::from_millis(300));
-        h.base_threads = threads(h.server.pid());
-        h.base_rss = rss_kib(h.server.pid());
-        h
-    }
-
+/// What the attacks of this file check after each other.
+impl Target {
     fn normal_test(&self) {
-        let out = client(
-            self.server.port,
-            &["-t", "-r", "-d", "1", "-b", "50M", "-a", USER, "-p", PASS],
-        );
-        assert_eq!(code(&out), 0, "normal test failed: {}", stderr(&out));
-        assert_consistent(&parse(&out.stdout), "RX");
+        normal_test(self.server.port);
     }
 
     /// After an attack: a normal test works and threads and memory come back.
     fn check_recovered(&self, attack: &str) {
         self.normal_test();
-        let pid = self.server.pid();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (t, rss) = (threads(pid), rss_kib(pid));
-            let threads_ok = t as f64 <= self.base_threads as f64 * 1.1;
-            // Under qemu-user the resident set is the emulator's (its translation cache grows
-            // with every new code path), so only the thread count means something there.
-            let rss_ok = under_emulation() || rss as f64 <= self.base_rss as f64 * 1.1 + 256.0;
-            if threads_ok && rss_ok {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{attack}: threads {t} (baseline {}), rss {rss} KiB (baseline {}) did not \
-                 return to baseline",
-                self.base_threads,
-                self.base_rss
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.base.wait_recovered(self.server.pid(), attack, 256.0);
     }
 
     fn connect(&self) -> TcpStream {
@@ -126,17 +40,17 @@ impl Harness {
     }
 
     fn hello(&self) -> TcpStream {
-        let mut s = self.connect();
-        let mut hello = [0u8; 4];
-        s.read_exact(&mut hello).unwrap();
-        assert_eq!(hello, [1, 0, 0, 0]);
-        s
+        hello(self.connect())
     }
 }
 
-/// Set by `make test-aarch64`, which runs this suite under qemu-user.
-fn under_emulation() -> bool {
-    std::env::var_os("BTEST_UNDER_EMULATION").is_some()
+fn normal_test(port: u16) {
+    let out = client(
+        port,
+        &["-t", "-r", "-d", "1", "-b", "50M", "-a", USER, "-p", PASS],
+    );
+    assert_eq!(code(&out), 0, "normal test failed: {}", stderr(&out));
+    assert_consistent(&parse(&out.stdout), "RX");
 }
 
 fn raise_fd_limit() {
@@ -146,13 +60,6 @@ fn raise_fd_limit() {
         lim.rlim_cur = lim.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
-}
-
-/// Reads until the server closes; returns what it sent.
-fn drain(mut s: TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    out
 }
 
 /// An EC-SRP5 MSG1 for `user` with the given 32-byte x and parity.
@@ -166,9 +73,7 @@ fn msg1(user: &str, x: [u8; 32], parity: u8) -> Vec<u8> {
     m
 }
 
-const TCP_RECEIVE: [u8; 16] = [1, 2, 1, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-
-fn ecsrp5_attack(h: &Harness, msg: &[u8]) {
+fn ecsrp5_attack(h: &Target, msg: &[u8]) {
     let mut s = h.hello();
     s.write_all(&TCP_RECEIVE).unwrap();
     let mut reply = [0u8; 4];
@@ -185,7 +90,7 @@ fn ecsrp5_attack(h: &Harness, msg: &[u8]) {
 
 #[test]
 fn hostile_peers_leave_the_server_as_it_was() {
-    let h = Harness::new();
+    let h = harness();
     let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
 
     // Connect and stall: silent peers are dropped at the handshake deadline.
@@ -272,28 +177,10 @@ fn hostile_peers_leave_the_server_as_it_was() {
 
     // A UDP flood at a running test's data port from a stranger's address (127.0.0.2): the
     // datagrams are counted as strangers and ignored; the test's own accounting is untouched.
-    let port = h.server.port.to_string();
-    let udp_client = std::process::Command::new(BTEST)
-        .args([
-            "-c",
-            "127.0.0.1",
-            "-P",
-            &port,
-            "-u",
-            "-t",
-            "-d",
-            "3",
-            "-b",
-            "10M",
-            "-a",
-            USER,
-            "-p",
-            PASS,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let udp_client = spawn_client(
+        h.server.port,
+        &["-u", "-t", "-d", "3", "-b", "10M", "-a", USER, "-p", PASS],
+    );
     let line = h.server.wait_for_log("UDP port ", Duration::from_secs(5));
     let data_port: u16 = line
         .split("UDP port ")

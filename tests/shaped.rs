@@ -12,14 +12,12 @@
 //! that disagrees with the receiver or exceeds the link fails at once.
 
 mod common;
-#[path = "common/shaped_link.rs"]
-mod shaped_link;
 
 use std::sync::Mutex;
 
-use common::{BTEST, code, parse, stderr, summary};
+use common::shaped_link::{Link, TCP_CAPACITY_BPS, UDP_CAPACITY_BPS};
+use common::{code, parse, stderr, summary};
 use serde_json::Value;
-use shaped_link::{Link, TCP_CAPACITY_BPS, UDP_CAPACITY_BPS};
 
 /// One case at a time: a shared 2-core CI machine cannot run two 100 Mbit/s tests and a
 /// third reading the clock fairly.
@@ -115,10 +113,10 @@ fn tcp_case(tag: &str, dir: &[&str], connections: &str) {
 
 /// One run of a TCP case on a fresh link; what failed.
 fn tcp_attempt(link: &Link, tag: &str, dir: &[&str], connections: &str) -> Vec<Failure> {
-    let server = link.server(BTEST, &[]);
+    let server = link.server(&[]);
     let mut args = dir.to_vec();
     args.extend_from_slice(&["--connections", connections, "-d", SECS, "-q"]);
-    let out = link.client(BTEST, &args);
+    let out = link.client(&server, &args);
     assert_eq!(code(&out), 0, "client failed: {}", stderr(&out));
     let lines = parse(&out.stdout);
     let (server_tx, server_rx, server_secs) = server.session_end(1);
@@ -188,9 +186,9 @@ fn udp_case(tag: &str, client_sends: bool) {
     let Some(link) = Link::or_skip(tag) else {
         return;
     };
-    let server = link.server(BTEST, &[]);
+    let server = link.server(&[]);
     let dir = if client_sends { "-t" } else { "-r" };
-    let out = link.client(BTEST, &["-u", dir, "-b", "150M", "-d", SECS, "--json"]);
+    let out = link.client(&server, &["-u", dir, "-b", "150M", "-d", SECS, "--json"]);
     assert_eq!(code(&out), 0, "client failed: {}", stderr(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     let end = &doc["end"];

@@ -162,7 +162,7 @@ fn render_in_chromium(svg: &Path) {
         .into_iter()
         .find(|b| Command::new(b).arg("--version").output().is_ok())
     else {
-        eprintln!("skipped: chromium not installed, SVG not rendered");
+        skip("chromium not installed, SVG not rendered");
         return;
     };
     let png = svg.with_extension("png");

@@ -172,13 +172,7 @@ fn rate_limit_is_applied_to_the_right_direction() {
 #[test]
 fn client_sigterm_prints_summary_and_exits_0() {
     let server = TestServer::start(&[]);
-    let port = server.port.to_string();
-    let child = std::process::Command::new(BTEST)
-        .args(["-c", "127.0.0.1", "-P", &port, "-r", "-d", "0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_client(server.port, &["-r", "-d", "0"]);
     std::thread::sleep(Duration::from_millis(1500));
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();

@@ -1,19 +1,20 @@
 //! UDP tests end to end: the real `btest` binary as server and client over loopback (and over a
 //! lossy veth between two network namespaces where we may create them).
 //!
-//! Every test takes its own control port and its own range of UDP data ports so that the tests
-//! of this file can run in parallel.
+//! Every server binds a port of its choosing (`-P 0`) and every test takes its own range of UDP
+//! data ports, so that the tests of this file can run in parallel.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use btest_rs::proto::{self, Direction, Payload, Protocol};
-
-const BIN: &str = env!("CARGO_BIN_EXE_btest");
+use common::netns::{Netns, sh};
+use common::{TestServer, client_at, client_command, is_root, skip};
 
 /// UDP port ranges handed out to tests, 300 ports apart (a server port, its client port + 256
 /// and a few streams fit), offset by the process id so that two test runs at once are unlikely
@@ -26,110 +27,28 @@ fn udp_base() -> u16 {
     20000 + run * 10000 + (slot % 33) * 300
 }
 
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `btest -s -v -P 0 --udp-port-base BASE EXTRA`, as arguments.
+fn server_args(udp_base: u16, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["-s", "-v", "-P", "0", "--udp-port-base"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(udp_base.to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
 
-/// A server process whose stderr is collected line by line.
-struct Server {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<Vec<String>>>,
+/// A server on loopback (all addresses unless `extra` says otherwise).
+fn start_server(udp_base: u16, extra: &[&str]) -> TestServer {
+    let args = server_args(udp_base, extra);
+    TestServer::start_raw(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-impl Server {
-    fn start(udp_base: u16, extra: &[&str]) -> Server {
-        Self::start_with(&[], udp_base, extra)
-    }
-
-    /// `prefix` runs the server inside something (`ip netns exec NS`).
-    fn start_with(prefix: &[&str], udp_base: u16, extra: &[&str]) -> Server {
-        let port = free_tcp_port();
-        let (program, args): (&str, Vec<String>) = match prefix.split_first() {
-            Some((first, rest)) => (
-                first,
-                rest.iter()
-                    .map(|s| s.to_string())
-                    .chain([BIN.to_string()])
-                    .collect(),
-            ),
-            None => (BIN, Vec::new()),
-        };
-        let mut child = Command::new(program)
-            .args(args)
-            .args(["-s", "-v", "-P", &port.to_string()])
-            .args(["--udp-port-base", &udp_base.to_string()])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start server");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let server = Server { child, port, log };
-        server.wait_for(|l| l.contains("listening on"), Duration::from_secs(5));
-        server
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits for a log line matching `pred`; returns it.
-    fn wait_for(&self, pred: impl Fn(&str) -> bool, limit: Duration) -> String {
-        let start = Instant::now();
-        loop {
-            if let Some(l) = self.lines().into_iter().find(|l| pred(l)) {
-                return l;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "no such server log line; log so far:\n{}",
-                self.lines().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn count(&self, pred: impl Fn(&str) -> bool) -> usize {
-        self.lines().iter().filter(|l| pred(l)).count()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// A UDP client (`-u`) against `host`:`port`.
 fn client(host: &str, port: u16, args: &[&str]) -> Output {
-    client_with(&[], host, port, args)
-}
-
-fn client_with(prefix: &[&str], host: &str, port: u16, args: &[&str]) -> Output {
-    let mut cmd = match prefix.split_first() {
-        Some((first, rest)) => {
-            let mut c = Command::new(first);
-            c.args(rest).arg(BIN);
-            c
-        }
-        None => Command::new(BIN),
-    };
-    cmd.args(["-c", host, "-P", &port.to_string(), "-u"])
-        .args(args)
-        .output()
-        .expect("run client")
+    let mut full = vec!["-u"];
+    full.extend_from_slice(args);
+    client_at(host, port, &full)
 }
 
 /// Parsed client output.
@@ -214,7 +133,7 @@ fn ipv6_loopback() -> bool {
 }
 
 fn directions(host: &str, server_extra: &[&str]) {
-    let server = Server::start(udp_base(), server_extra);
+    let server = start_server(udp_base(), server_extra);
     for (flags, tx, rx) in [
         (&["-t"][..], true, false),
         (&["-r"][..], false, true),
@@ -241,11 +160,11 @@ fn directions(host: &str, server_extra: &[&str]) {
         assert!(
             start.elapsed() < Duration::from_secs(3),
             "{:?}",
-            server.lines()
+            server.log()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    for line in server.lines().iter().filter(|l| l.contains(" lost ")) {
+    for line in server.log().iter().filter(|l| l.contains(" lost ")) {
         assert!(line.contains(" lost 0 "), "{line}");
         let received: u64 = line
             .split("received ")
@@ -268,7 +187,7 @@ fn every_direction_ipv4() {
 #[test]
 fn every_direction_ipv6() {
     if !ipv6_loopback() {
-        eprintln!("skipped: ::1 is not available here");
+        skip("::1 is not available here");
         return;
     }
     directions("::1", &["--listen", "none", "--listen6", "::1"]);
@@ -277,10 +196,10 @@ fn every_direction_ipv6() {
 #[test]
 fn ipv6_counts_the_bigger_header() {
     if !ipv6_loopback() {
-        eprintln!("skipped: ::1 is not available here");
+        skip("::1 is not available here");
         return;
     }
-    let server = Server::start(udp_base(), &["--listen", "none", "--listen6", "::1"]);
+    let server = start_server(udp_base(), &["--listen", "none", "--listen6", "::1"]);
     let r = ok(&client("::1", server.port, &["-r", "-b", "4M", "-d", "1"]));
     assert_eq!(r.rx_avg.unwrap() % 1500, 0, "1500-byte IPv6 packets: {r:?}");
     server.wait_for(|l| l.contains("1452-byte payload"), Duration::from_secs(2));
@@ -288,7 +207,7 @@ fn ipv6_counts_the_bigger_header() {
 
 #[test]
 fn packet_size_is_the_ip_packet() {
-    let server = Server::start(udp_base(), &[]);
+    let server = start_server(udp_base(), &[]);
     let r = ok(&client(
         "127.0.0.1",
         server.port,
@@ -307,7 +226,7 @@ fn packet_size_is_the_ip_packet() {
 
 #[test]
 fn per_direction_rates() {
-    let server = Server::start(udp_base(), &[]);
+    let server = start_server(udp_base(), &[]);
     let r = ok(&client(
         "127.0.0.1",
         server.port,
@@ -329,7 +248,7 @@ fn per_direction_rates() {
 #[test]
 fn multi_stream_uses_every_port() {
     let base = udp_base();
-    let server = Server::start(base, &[]);
+    let server = start_server(base, &[]);
     let out = client(
         "127.0.0.1",
         server.port,
@@ -370,7 +289,7 @@ fn multi_stream_uses_every_port() {
 
 #[test]
 fn random_payload_and_nat_probe() {
-    let server = Server::start(udp_base(), &[]);
+    let server = start_server(udp_base(), &[]);
     let r = ok(&client(
         "127.0.0.1",
         server.port,
@@ -382,7 +301,7 @@ fn random_payload_and_nat_probe() {
 
 #[test]
 fn unlimited_rate_runs_and_loses_little() {
-    let server = Server::start(udp_base(), &[]);
+    let server = start_server(udp_base(), &[]);
     let r = ok(&client("127.0.0.1", server.port, &["-r", "-d", "2"]));
     // Unlimited: the 1.5x rule paces the server from our reports; something must flow.
     assert!(r.rx_avg.unwrap() > 1_000_000, "{r:?}");
@@ -391,7 +310,7 @@ fn unlimited_rate_runs_and_loses_little() {
 #[test]
 fn concurrent_sessions_get_different_ports() {
     let base = udp_base();
-    let server = Server::start(base, &[]);
+    let server = start_server(base, &[]);
     let port = server.port;
     let a = std::thread::spawn(move || client("127.0.0.1", port, &["-r", "-b", "4M", "-d", "2"]));
     // The second asks after the first has its port.
@@ -406,20 +325,20 @@ fn concurrent_sessions_get_different_ports() {
         server.count(|l| l.contains(&first)),
         1,
         "{:?}",
-        server.lines()
+        server.log()
     );
     assert_eq!(
         server.count(|l| l.contains(&second)),
         1,
         "{:?}",
-        server.lines()
+        server.log()
     );
 }
 
 #[test]
 fn port_is_released_after_end_and_after_a_killed_client() {
     let base = udp_base();
-    let server = Server::start(base, &[]);
+    let server = start_server(base, &[]);
     let released = |port: u16| {
         UdpSocket::bind(("127.0.0.1", port))
             .unwrap_or_else(|e| panic!("port {port} still bound after the session: {e}"));
@@ -433,16 +352,7 @@ fn port_is_released_after_end_and_after_a_killed_client() {
     released(base);
 
     // A client killed mid-test: its kernel closes the control connection.
-    let mut victim = Command::new(BIN)
-        .args([
-            "-c",
-            "127.0.0.1",
-            "-P",
-            &server.port.to_string(),
-            "-u",
-            "-r",
-        ])
-        .args(["-b", "2M"])
+    let mut victim = client_command("127.0.0.1", server.port, &["-u", "-r", "-b", "2M"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -469,7 +379,7 @@ fn port_is_released_after_end_and_after_a_killed_client() {
             1,
             "session {} did not get port {port}: {:?}",
             i + 1,
-            server.lines()
+            server.log()
         );
     }
 }
@@ -479,7 +389,7 @@ fn port_is_released_after_end_and_after_a_killed_client() {
 #[test]
 fn silent_control_connection_ends_the_session() {
     let base = udp_base();
-    let server = Server::start(base, &[]);
+    let server = start_server(base, &[]);
     let mut ctl = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     ctl.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut hello = [0u8; 4];
@@ -531,32 +441,6 @@ fn silent_control_connection_ends_the_session() {
 // ---------------------------------------------------------------------------------------------
 // Real loss: two namespaces joined by a veth, netem dropping 5 % of the UDP datagrams.
 
-fn sh(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Deletes the namespaces (and so the veth) however the test ends.
-struct Netns(Vec<String>);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            let _ = sh(&["ip", "netns", "del", ns]);
-        }
-    }
-}
-
 /// Where the 5 % loss is made, and the kernel counter that says how many it dropped.
 enum Dropper {
     /// `tc netem loss 5%` on the client's veth, UDP only (a prio qdisc steers UDP to it).
@@ -604,9 +488,9 @@ impl Dropper {
 }
 
 fn setup_lossy_pair(a: &str, b: &str) -> Result<(Netns, Dropper), String> {
-    let guard = Netns(vec![a.to_string(), b.to_string()]);
-    sh(&["ip", "netns", "add", a])?;
-    sh(&["ip", "netns", "add", b])?;
+    let mut guard = Netns::default();
+    guard.add(a)?;
+    guard.add(b)?;
     let (va, vb) = ("veth0", "veth1");
     sh(&[
         "ip", "-n", a, "link", "add", va, "type", "veth", "peer", "name", vb, "netns", b,
@@ -678,8 +562,8 @@ fn rcvbuf_errors(ns: &str) -> u64 {
 
 #[test]
 fn loss_is_counted_exactly_through_netem() {
-    if unsafe_geteuid() != 0 {
-        eprintln!("skipped: needs root to create network namespaces");
+    if !is_root() {
+        skip("needs root to create network namespaces");
         return;
     }
     let tag = std::process::id();
@@ -687,20 +571,21 @@ fn loss_is_counted_exactly_through_netem() {
     let (_guard, dropper) = match setup_lossy_pair(&a, &b) {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("skipped: cannot build the namespace pair: {e}");
+            skip(&format!("cannot build the namespace pair: {e}"));
             return;
         }
     };
-    let server = Server::start_with(&["ip", "netns", "exec", &a], 2001, &[]);
+    let args = server_args(2001, &[]);
+    let server = TestServer::start_in(&a, &args.iter().map(String::as_str).collect::<Vec<_>>());
     let before = rcvbuf_errors(&a);
     // The client in `b` transmits; 5 % of its datagrams are dropped on their way to the server
     // in `a` (netem on b's veth, or nftables on a's input), which counts them from the
     // sequence numbers.
-    let out = client_with(
-        &["ip", "netns", "exec", &b],
+    let out = common::client_in(
+        &b,
         "10.201.0.1",
         server.port,
-        &["-t", "-b", "40M", "-d", "3"],
+        &["-u", "-t", "-b", "40M", "-d", "3"],
     );
     ok(&out);
     let line = server.wait_for(|l| l.contains(" lost "), Duration::from_secs(3));
@@ -735,21 +620,12 @@ fn loss_is_counted_exactly_through_netem() {
     );
 }
 
-fn unsafe_geteuid() -> u32 {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(u32::MAX)
-}
-
 #[test]
 fn forged_datagram_does_not_count_as_loss() {
     // A datagram from another port of the peer's address with a wild sequence number is a
     // forged outlier: the tracker must not count a billion losses.
     let base = udp_base();
-    let server = Server::start(base, &[]);
+    let server = start_server(base, &[]);
     let port = server.port;
     let c = std::thread::spawn(move || client("127.0.0.1", port, &["-t", "-b", "4M", "-d", "2"]));
     server.wait_for(|l| l.contains("UDP port"), Duration::from_secs(2));
