@@ -19,7 +19,7 @@ use rusqlite::{Connection, ErrorCode};
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 
 /// Schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for another writer (the admin commands, a second reader's
 /// checkpoint) before giving up with "database is locked".
@@ -88,6 +88,37 @@ const MIGRATIONS: &[&str] = &[
     // 2: the HTTP side lists one address's sessions, newest first, for whoever asks from that
     // address; without an index each such request would scan the whole history.
     "CREATE INDEX sessions_by_peer ON sessions (peer, id);",
+    // 3: SQLite assigns session ids, never reusing one (AUTOINCREMENT), so a link to a
+    // pruned session cannot come to show a newer one. A column constraint cannot be added in
+    // place: the table is copied.
+    "
+    CREATE TABLE sessions_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER,
+        peer TEXT NOT NULL,
+        user TEXT,
+        proto TEXT,
+        direction TEXT,
+        auth TEXT NOT NULL,
+        connections INTEGER NOT NULL DEFAULT 0,
+        bytes_in INTEGER NOT NULL DEFAULT 0,
+        bytes_out INTEGER NOT NULL DEFAULT 0,
+        avg_in_bps REAL,
+        avg_out_bps REAL,
+        outcome TEXT NOT NULL,
+        detail TEXT
+    );
+    INSERT INTO sessions_v3 (id, start_ms, end_ms, peer, user, proto, direction, auth,
+        connections, bytes_in, bytes_out, avg_in_bps, avg_out_bps, outcome, detail)
+        SELECT id, start_ms, end_ms, peer, user, proto, direction, auth, connections,
+        bytes_in, bytes_out, avg_in_bps, avg_out_bps, outcome, detail FROM sessions;
+    DROP TABLE sessions;
+    ALTER TABLE sessions_v3 RENAME TO sessions;
+    CREATE INDEX sessions_by_start ON sessions (start_ms);
+    CREATE INDEX sessions_by_user ON sessions (user, start_ms);
+    CREATE INDEX sessions_by_peer ON sessions (peer, id);
+    ",
 ];
 
 /// Why the database cannot be used. Each message says what to do about it.
@@ -223,8 +254,8 @@ impl Db {
     }
 
     /// Takes the server's exclusive lock on the database (`PATH.lock`, held until the
-    /// returned file is dropped): two servers on one file would hand out the same session ids
-    /// and each count only its own sessions against the budgets.
+    /// returned file is dropped): two servers on one file would each count only their own
+    /// sessions against the budgets.
     pub fn lock_exclusive(&self) -> Result<std::fs::File, DbError> {
         use std::os::fd::AsRawFd;
         let lock_path = PathBuf::from(format!("{}.lock", self.path.display()));

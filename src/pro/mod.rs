@@ -280,7 +280,7 @@ fn serve(args: &ProArgs) -> u8 {
 fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>> {
     let db = Db::open(Path::new(&args.db))?;
     let _lock = db.lock_exclusive()?;
-    let last_id = {
+    {
         let conn = db.connection()?;
         users::save_settings(&conn, &s.settings)?;
         // Rows left 'running' by a killed server: their usage is stored, their end is not.
@@ -290,11 +290,7 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
             [],
         )
         .map_err(sql("closing stale sessions"))?;
-        conn.query_row("SELECT coalesce(max(id), 0) FROM sessions", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(sql("reading sessions"))?
-    };
+    }
     // Read before anything starts, so a bad token file stops the start with nothing to undo.
     let admin_token = match &args.http_admin_token_file {
         Some(p) => Some(http::read_token(p)?),
@@ -314,7 +310,7 @@ fn serve_with(args: &ProArgs, s: Serve) -> Result<u8, Box<dyn std::error::Error>
     ));
     let mut cfg = s.cfg;
     let admission =
-        ProAdmission::new(quotas, writer.sender(), s.limits, last_id).with_health(writer.health());
+        ProAdmission::new(quotas, writer.sender(), s.limits).with_health(writer.health());
     let live = admission.live();
     let admission = Arc::new(admission);
     cfg.admission = admission.clone();

@@ -122,11 +122,12 @@ pub fn live_json(ctx: &Context) -> String {
     let mut w = JsonWriter::new();
     w.begin_object().key("sessions").begin_array();
     for s in ctx.live.snapshot() {
-        w.begin_object()
-            .key("id")
-            .i64(s.id)
-            .field_str("peer", &s.peer.to_string())
-            .key("user");
+        w.begin_object().key("id");
+        match s.row.get() {
+            Some(id) => w.i64(id),
+            None => w.null(),
+        };
+        w.field_str("peer", &s.peer.to_string()).key("user");
         match &s.user {
             Some(u) => w.string(u),
             None => w.null(),
