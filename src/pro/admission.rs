@@ -260,10 +260,32 @@ impl ProAdmission {
     }
 }
 
+impl ProAdmission {
+    /// The user a test is charged to. An MD5 response carries at most 32 bytes of the name,
+    /// so a name of 32 bytes from MD5 is looked up the way the login was
+    /// ([`super::authn::md5_user`]): a longer user's budget is theirs, not a stranger's of
+    /// the cut name.
+    fn account(&self, req: &AdmissionRequest<'_>) -> Option<String> {
+        let wire = || String::from_utf8_lossy(req.user).into_owned();
+        match req.method {
+            AuthMethod::None => None,
+            AuthMethod::Md5 if req.user.len() >= crate::auth::md5::USER_FIELD_LEN => {
+                let full = self
+                    .quotas
+                    .pool()
+                    .get()
+                    .ok()
+                    .and_then(|conn| super::authn::md5_user(&conn, req.user).ok().flatten());
+                Some(full.map_or_else(wire, |u| u.name))
+            }
+            _ => Some(wire()),
+        }
+    }
+}
+
 impl Admission for ProAdmission {
     fn admit(&self, req: &AdmissionRequest<'_>) -> Result<Box<dyn Ticket>, Refusal> {
-        let user = (req.method != AuthMethod::None)
-            .then(|| String::from_utf8_lossy(req.user).into_owned());
+        let user = self.account(req);
         if self.health.failing() {
             // Fail closed: a test whose usage cannot be stored would be free.
             let detail = "database writes are failing; no new tests until they succeed".into();

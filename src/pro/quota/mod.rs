@@ -181,6 +181,11 @@ impl Quotas {
         self.limits.lock().len()
     }
 
+    /// The read pool the book reads through (the admission reads user names through it too).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// The clock's now.
     pub fn now(&self) -> i64 {
         self.clock.now()
