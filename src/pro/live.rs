@@ -166,79 +166,89 @@ impl Live {
         let m = &self.metrics;
         let mut out = String::with_capacity(2048);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        head(
+        let running = [(String::new(), self.running() as u64)];
+        family(
             &mut out,
             "btest_sessions_running",
             "gauge",
             "Tests running now.",
+            running,
         );
-        let _ = writeln!(out, "btest_sessions_running {}", self.running());
-        head(
+        let sessions = OUTCOMES
+            .iter()
+            .zip(&m.sessions)
+            .map(|(o, a)| (format!("outcome=\"{o}\""), load(a)));
+        family(
             &mut out,
             "btest_sessions_total",
             "counter",
             "Session rows that reached a final outcome since start (refusals included).",
+            sessions,
         );
-        for (o, a) in OUTCOMES.iter().zip(&m.sessions) {
-            let _ = writeln!(out, "btest_sessions_total{{outcome=\"{o}\"}} {}", load(a));
-        }
-        head(
+        let bytes = ["in", "out"].iter().zip(&m.bytes).flat_map(|(d, row)| {
+            ["tcp", "udp"]
+                .iter()
+                .zip(row)
+                .map(move |(p, a)| (format!("direction=\"{d}\",protocol=\"{p}\""), load(a)))
+        });
+        family(
             &mut out,
             "btest_bytes_total",
             "counter",
             "Test bytes moved since start; in = received by the server.",
+            bytes,
         );
-        for (d, row) in ["in", "out"].iter().zip(&m.bytes) {
-            for (p, a) in ["tcp", "udp"].iter().zip(row) {
-                let _ = writeln!(
-                    out,
-                    "btest_bytes_total{{direction=\"{d}\",protocol=\"{p}\"}} {}",
-                    load(a)
-                );
-            }
-        }
-        head(
+        let refusals = REASONS
+            .iter()
+            .zip(&m.refusals)
+            .map(|(k, a)| (format!("reason=\"{}\"", k.name()), load(a)));
+        family(
             &mut out,
             "btest_refusals_total",
             "counter",
             "Tests refused since start, by reason.",
+            refusals,
         );
-        for (k, a) in REASONS.iter().zip(&m.refusals) {
-            let _ = writeln!(
-                out,
-                "btest_refusals_total{{reason=\"{}\"}} {}",
-                k.name(),
-                load(a)
-            );
-        }
-        head(
+        let failures = METHODS
+            .iter()
+            .zip(&m.auth_failures)
+            .map(|(meth, a)| (format!("method=\"{}\"", meth.name()), load(a)));
+        family(
             &mut out,
             "btest_auth_failures_total",
             "counter",
             "Failed authentications since start, by method.",
+            failures,
         );
-        for (meth, a) in METHODS.iter().zip(&m.auth_failures) {
-            let _ = writeln!(
-                out,
-                "btest_auth_failures_total{{method=\"{}\"}} {}",
-                meth.name(),
-                load(a)
-            );
-        }
-        head(
+        family(
             &mut out,
             "btest_db_writer_queue_depth",
             "gauge",
             "Writes waiting for the database writer thread.",
+            [(String::new(), queue_depth as u64)],
         );
-        let _ = writeln!(out, "btest_db_writer_queue_depth {queue_depth}");
         out
     }
 }
 
-fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+/// One metric family: its HELP and TYPE lines, then a sample per (labels, value); empty labels
+/// give a bare sample.
+fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, u64)>,
+) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
 }
 
 #[cfg(test)]

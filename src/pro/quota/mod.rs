@@ -527,35 +527,40 @@ mod tests {
     #[test]
     fn budgets_roll_over_at_day_week_and_month_boundaries() {
         let day = |y, m, d| days_from_civil(y, m, d) * 86_400;
-        let utc = Tz::default();
-        // Day: spent all Wednesday, fresh at Thursday 00:00.
-        rolls(
-            Period::Day,
-            utc,
-            day(2026, 11, 25),
-            day(2026, 11, 26) - 1,
-            day(2026, 11, 26),
-        );
+        let (utc, plus2) = (Tz::default(), Tz::parse("+02:00").unwrap());
         // In +02:00 the day ends at 22:00 UTC.
-        let plus2 = Tz::parse("+02:00").unwrap();
         let end = day(2026, 11, 26) - 7200;
-        rolls(Period::Day, plus2, end - 3600, end - 1, end);
-        // ISO week: spent Friday, still spent over the weekend, fresh on Monday.
-        rolls(
-            Period::Week,
-            utc,
-            day(2026, 11, 27),
-            day(2026, 11, 30) - 1,
-            day(2026, 11, 30),
-        );
-        // Month: spent on the 1st, still on the 30th, fresh on December 1st.
-        rolls(
-            Period::Month,
-            utc,
-            day(2026, 11, 1),
-            day(2026, 12, 1) - 1,
-            day(2026, 12, 1),
-        );
+        // (period, zone, spent at, still spent at, fresh at)
+        let cases = [
+            // Spent all Wednesday, fresh at Thursday 00:00.
+            (
+                Period::Day,
+                utc,
+                day(2026, 11, 25),
+                day(2026, 11, 26) - 1,
+                day(2026, 11, 26),
+            ),
+            (Period::Day, plus2, end - 3600, end - 1, end),
+            // ISO week: spent Friday, still spent over the weekend, fresh on Monday.
+            (
+                Period::Week,
+                utc,
+                day(2026, 11, 27),
+                day(2026, 11, 30) - 1,
+                day(2026, 11, 30),
+            ),
+            // Month: spent on the 1st, still on the 30th, fresh on December 1st.
+            (
+                Period::Month,
+                utc,
+                day(2026, 11, 1),
+                day(2026, 12, 1) - 1,
+                day(2026, 12, 1),
+            ),
+        ];
+        for (period, tz, spend, still, fresh) in cases {
+            rolls(period, tz, spend, still, fresh);
+        }
     }
 
     #[test]
