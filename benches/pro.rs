@@ -54,7 +54,6 @@ fn admission() {
             max_conn_per_ip: 1_000_000,
             ipv6_prefix: 64,
         },
-        0,
     );
     let cmd = TestCommand {
         protocol: Protocol::Tcp,
@@ -100,7 +99,7 @@ fn writer_rows() {
     let start = Instant::now();
     for i in 0..ROWS {
         let _ = tx.send(Op::Interval {
-            session: i64::from(i % 50),
+            session: btest_rs::pro::writer::RowId::known(i64::from(i % 50 + 1)),
             idx: i,
             at_ms: 0,
             bytes_in: 1_000_000,

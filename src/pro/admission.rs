@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -16,7 +15,7 @@ use super::health::WriteHealth;
 use super::live::{Live, LiveSession};
 use super::quota::{Kind, Quotas, Spent, Subject, Uses, unix_ms};
 use super::refusals::{Note, RefusalBook, Repeated};
-use super::writer::{Op, SessionEnd, SessionStart};
+use super::writer::{Op, SessionEnd, SessionRow, SessionStart};
 use crate::engine::budget::Budget;
 use crate::engine::session::StreamEnd;
 use crate::engine::{EndReason, Interval};
@@ -83,22 +82,20 @@ pub struct ProAdmission {
     writes: Sender<Op>,
     limits: Limits,
     slots: Arc<IpSlots>,
-    next_id: AtomicI64,
     live: Arc<Live>,
     health: Arc<WriteHealth>,
     refusals: Mutex<RefusalBook>,
 }
 
 impl ProAdmission {
-    /// A policy charging `quotas`, recording through `writes`; session ids continue after
-    /// `last_id`.
-    pub fn new(quotas: Arc<Quotas>, writes: Sender<Op>, limits: Limits, last_id: i64) -> Self {
+    /// A policy charging `quotas`, recording through `writes` (SQLite gives the session rows
+    /// their ids: [`super::writer::RowId`]).
+    pub fn new(quotas: Arc<Quotas>, writes: Sender<Op>, limits: Limits) -> Self {
         ProAdmission {
             quotas,
             writes,
             limits,
             slots: Arc::default(),
-            next_id: AtomicI64::new(last_id + 1),
             live: Arc::default(),
             health: Arc::default(),
             refusals: Mutex::default(),
@@ -133,12 +130,7 @@ impl ProAdmission {
         self.live.metrics.session_ended(outcome);
         let now_ms = unix_ms();
         let key = addr_key(peer.ip(), self.limits.ipv6_prefix);
-        let (note, ended) = self
-            .refusals
-            .lock()
-            .note(key, outcome, &detail, now_ms, || {
-                self.next_id.fetch_add(1, Ordering::Relaxed)
-            });
+        let (note, ended) = self.refusals.lock().note(key, outcome, &detail, now_ms);
         self.write_repeats(ended);
         let Note::First(id) = note else {
             return;
@@ -197,10 +189,103 @@ fn db_refusal(e: impl std::fmt::Display) -> (RefusalKind, String) {
     (RefusalKind::Other, format!("budget unavailable: {e}"))
 }
 
+/// Whose budgets a test draws on: its user's, if it has one, and its address's.
+fn subjects(user: Option<&str>, ip_name: &str) -> Vec<Subject> {
+    let user = user.map(|u| Subject {
+        kind: Kind::User,
+        name: Arc::from(u),
+    });
+    let ip = Subject {
+        kind: Kind::Ip,
+        name: Arc::from(ip_name),
+    };
+    user.into_iter().chain([ip]).collect()
+}
+
+impl ProAdmission {
+    /// The test's budget over every period of `subjects`, or why there is none: a budget is
+    /// spent already, or the database cannot say.
+    fn budget_for(
+        &self,
+        subjects: &[Subject],
+        uses: Uses,
+    ) -> Result<Arc<SessionBudget>, (RefusalKind, String)> {
+        let now = self.quotas.now();
+        for s in subjects {
+            match self.quotas.spent(s, uses, now) {
+                Ok(None) => {}
+                Ok(Some(spent)) => return Err((RefusalKind::Quota, spent.to_string())),
+                Err(e) => return Err(db_refusal(e)),
+            }
+        }
+        let mut lines = Vec::with_capacity(subjects.len() * 3);
+        for s in subjects {
+            lines.extend(self.quotas.lines(s, now).map_err(db_refusal)?);
+        }
+        Ok(Arc::new(SessionBudget::new(lines)))
+    }
+
+    /// Writes the running session's row and shows it in the live view; returns its row and
+    /// live key.
+    fn open(&self, req: &AdmissionRequest<'_>, user: Option<String>) -> (SessionRow, u64) {
+        let row = SessionRow::default();
+        let peer = req.peer.ip().to_canonical();
+        let start_ms = unix_ms();
+        let _ = self.writes.send(Op::Start(SessionStart {
+            id: row.clone(),
+            start_ms,
+            peer: peer.to_string(),
+            user: user.clone(),
+            proto: Some(req.cmd.protocol.name()),
+            direction: Some(req.cmd.direction.client_name()),
+            auth: req.method.name(),
+            outcome: "running",
+            detail: None,
+        }));
+        let key = self.live.start(LiveSession {
+            row: row.clone(),
+            peer,
+            user,
+            proto: req.cmd.protocol.name(),
+            direction: req.cmd.direction.client_name(),
+            auth: req.method.name(),
+            start_ms,
+            bytes_in: 0,
+            bytes_out: 0,
+            rate_in_bps: 0.0,
+            rate_out_bps: 0.0,
+            intervals: 0,
+        });
+        (row, key)
+    }
+}
+
+impl ProAdmission {
+    /// The user a test is charged to. An MD5 response carries at most 32 bytes of the name,
+    /// so a name of 32 bytes from MD5 is looked up the way the login was
+    /// ([`super::authn::md5_user`]): a longer user's budget is theirs, not a stranger's of
+    /// the cut name.
+    fn account(&self, req: &AdmissionRequest<'_>) -> Option<String> {
+        let wire = || String::from_utf8_lossy(req.user).into_owned();
+        match req.method {
+            AuthMethod::None => None,
+            AuthMethod::Md5 if req.user.len() >= crate::auth::md5::USER_FIELD_LEN => {
+                let full = self
+                    .quotas
+                    .pool()
+                    .get()
+                    .ok()
+                    .and_then(|conn| super::authn::md5_user(&conn, req.user).ok().flatten());
+                Some(full.map_or_else(wire, |u| u.name))
+            }
+            _ => Some(wire()),
+        }
+    }
+}
+
 impl Admission for ProAdmission {
     fn admit(&self, req: &AdmissionRequest<'_>) -> Result<Box<dyn Ticket>, Refusal> {
-        let user = (req.method != AuthMethod::None)
-            .then(|| String::from_utf8_lossy(req.user).into_owned());
+        let user = self.account(req);
         if self.health.failing() {
             // Fail closed: a test whose usage cannot be stored would be free.
             let detail = "database writes are failing; no new tests until they succeed".into();
@@ -215,73 +300,19 @@ impl Admission for ProAdmission {
             );
             return Err(self.refuse(req, user, RefusalKind::PerIpLimit, detail));
         };
-        let mut subjects = Vec::with_capacity(2);
-        if let Some(u) = &user {
-            subjects.push(Subject {
-                kind: Kind::User,
-                name: Arc::from(u.as_str()),
-            });
-        }
-        subjects.push(Subject {
-            kind: Kind::Ip,
-            name: Arc::from(ip_name.as_str()),
-        });
+        let subjects = subjects(user.as_deref(), &ip_name);
         let uses = Uses {
             rx: req.cmd.direction.server_rx(),
             tx: req.cmd.direction.server_tx(),
         };
-        let now = self.quotas.now();
-        for s in &subjects {
-            match self.quotas.spent(s, uses, now) {
-                Ok(None) => {}
-                Ok(Some(spent)) => {
-                    return Err(self.refuse(req, user, RefusalKind::Quota, spent.to_string()));
-                }
-                Err(e) => {
-                    let (kind, detail) = db_refusal(e);
-                    return Err(self.refuse(req, user, kind, detail));
-                }
-            }
-        }
-        let mut lines = Vec::with_capacity(subjects.len() * 3);
-        for s in &subjects {
-            match self.quotas.lines(s, now) {
-                Ok(l) => lines.extend(l),
-                Err(e) => {
-                    let (kind, detail) = db_refusal(e);
-                    return Err(self.refuse(req, user, kind, detail));
-                }
-            }
-        }
-        let budget = Arc::new(SessionBudget::new(lines));
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let _ = self.writes.send(Op::Start(SessionStart {
-            id,
-            start_ms: unix_ms(),
-            peer: req.peer.ip().to_canonical().to_string(),
-            user: user.clone(),
-            proto: Some(req.cmd.protocol.name()),
-            direction: Some(req.cmd.direction.client_name()),
-            auth: req.method.name(),
-            outcome: "running",
-            detail: None,
-        }));
-        self.live.start(LiveSession {
-            id,
-            peer: req.peer.ip().to_canonical(),
-            user: user.clone(),
-            proto: req.cmd.protocol.name(),
-            direction: req.cmd.direction.client_name(),
-            auth: req.method.name(),
-            start_ms: unix_ms(),
-            bytes_in: 0,
-            bytes_out: 0,
-            rate_in_bps: 0.0,
-            rate_out_bps: 0.0,
-            intervals: 0,
-        });
+        let budget = match self.budget_for(&subjects, uses) {
+            Ok(budget) => budget,
+            Err((kind, detail)) => return Err(self.refuse(req, user, kind, detail)),
+        };
+        let (row, live_key) = self.open(req, user);
         Ok(Box::new(ProTicket {
-            id,
+            row,
+            live_key,
             proto: req.cmd.protocol,
             live: self.live.clone(),
             quotas: self.quotas.clone(),
@@ -324,7 +355,10 @@ impl Admission for ProAdmission {
 
 /// One admitted test.
 struct ProTicket {
-    id: i64,
+    /// The session's row.
+    row: SessionRow,
+    /// Its key in the live view.
+    live_key: u64,
     proto: Protocol,
     /// The live view: this session's entry and the byte counters.
     live: Arc<Live>,
@@ -363,7 +397,7 @@ impl ProTicket {
         if self.spent.is_none()
             && let Some(spent) = self.budget.spent()
         {
-            log!(0, "session {}: stopping: {spent}", self.id);
+            log!(0, "session {}: stopping: {spent}", self.row);
             self.spent = Some(spent);
         }
         self.spent.is_some()
@@ -381,10 +415,14 @@ impl Ticket for ProTicket {
 
     fn interval(&mut self, iv: &Interval<'_>) -> Verdict {
         let (bytes_in, bytes_out) = (iv.rx_bytes, iv.tx_bytes);
-        self.live
-            .interval(self.id, bytes_in, bytes_out, iv.duration.as_secs_f64());
+        self.live.interval(
+            self.live_key,
+            bytes_in,
+            bytes_out,
+            iv.duration.as_secs_f64(),
+        );
         let _ = self.writes.send(Op::Interval {
-            session: self.id,
+            session: self.row.clone(),
             idx: iv.index,
             at_ms: unix_ms(),
             bytes_in,
@@ -418,7 +456,7 @@ impl Ticket for ProTicket {
             (None, r) => ("completed", Some(r.describe())),
         };
         let _ = self.writes.send(Op::End(SessionEnd {
-            id: self.id,
+            id: self.row.clone(),
             end_ms: unix_ms(),
             connections: u32::try_from(summary.connections).unwrap_or(u32::MAX),
             bytes_in: self.seen.0,
@@ -429,7 +467,7 @@ impl Ticket for ProTicket {
             detail,
         }));
         self.live.metrics.session_ended(outcome);
-        self.live.end(self.id);
+        self.live.end(self.live_key);
         self.finished = true;
     }
 }
@@ -439,9 +477,9 @@ impl Drop for ProTicket {
         if !self.finished {
             self.budget.settle(self.seen.0, self.seen.1);
             self.live.metrics.session_ended("error");
-            self.live.end(self.id);
+            self.live.end(self.live_key);
             let _ = self.writes.send(Op::End(SessionEnd {
-                id: self.id,
+                id: self.row.clone(),
                 end_ms: unix_ms(),
                 bytes_in: self.seen.0,
                 bytes_out: self.seen.1,

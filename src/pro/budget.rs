@@ -7,9 +7,20 @@
 //! chunks their streams hold. Drawing never touches the database: counters and limits are
 //! resolved when the test is admitted. At the end the ticket settles: what was drawn and never
 //! moved goes back, so the counters hold exactly the bytes counted for the test.
+//!
+//! The asked rate is capped by what remains: a test's draws in each direction are paced so
+//! that it spends what its budget had left at admission over at least [`SPREAD`]. A test asking
+//! for an unlimited rate with 1 MB left moves about 1 MB/s, not a megabyte in a millisecond at
+//! line rate, where the peer's socket buffers (megabytes per connection) would carry more
+//! than the remainder across the link before the stop, and the one-second intervals and status
+//! messages would never see the test run. A budget with much left paces far above any link
+//! (100 GB left: 100 GB/s), so ordinary tests never notice. Pacing is a wait inside the draw,
+//! so a sender writes and a receiver reads no faster: a TCP client's upload slows with the
+//! closing window.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -28,22 +39,72 @@ pub struct Line {
     pub limit: Limit,
 }
 
+/// The shortest time a test may take to spend what its budget had left when it was admitted.
+pub const SPREAD: Duration = Duration::from_secs(1);
+
+/// One direction's pace: draws are spread at `per_sec` bytes a second at most.
+struct Pace {
+    /// Bytes a second; `None`: no budget applies, unpaced.
+    per_sec: Option<f64>,
+    /// When the bytes drawn so far have all had their time.
+    next: Mutex<Option<Instant>>,
+}
+
+impl Pace {
+    fn new(left: u64) -> Pace {
+        Pace {
+            per_sec: (left != u64::MAX).then(|| (left as f64 / SPREAD.as_secs_f64()).max(1.0)),
+            next: Mutex::new(None),
+        }
+    }
+
+    /// Waits until `bytes` more may move: the streams of a test take turns in one schedule.
+    fn wait(&self, bytes: u64) {
+        let Some(per_sec) = self.per_sec else {
+            return;
+        };
+        let cost = Duration::from_secs_f64(bytes as f64 / per_sec);
+        let now = Instant::now();
+        let due = {
+            let mut next = self.next.lock();
+            let due = next.map_or(now, |n| n.max(now)) + cost;
+            *next = Some(due);
+            due
+        };
+        // Never longer than the spread: bytes handed back by other tests can give more than
+        // the admission saw, and a stream must stay responsive to the stop.
+        std::thread::sleep(due.saturating_duration_since(now).min(SPREAD));
+    }
+}
+
 /// The budget of one test.
 pub struct SessionBudget {
     lines: Vec<Line>,
     drawn_in: AtomicU64,
     drawn_out: AtomicU64,
     spent: Mutex<Option<Spent>>,
+    pace_in: Pace,
+    pace_out: Pace,
 }
 
 impl SessionBudget {
-    /// A budget over `lines`.
+    /// A budget over `lines`, paced by what they have left now.
     pub fn new(lines: Vec<Line>) -> SessionBudget {
+        let left = |inbound| {
+            lines
+                .iter()
+                .map(|line| line.limit.headroom(line.counter.get(), inbound))
+                .min()
+                .unwrap_or(u64::MAX)
+        };
+        let (pace_in, pace_out) = (Pace::new(left(true)), Pace::new(left(false)));
         SessionBudget {
             lines,
             drawn_in: AtomicU64::new(0),
             drawn_out: AtomicU64::new(0),
             spent: Mutex::new(None),
+            pace_in,
+            pace_out,
         }
     }
 
@@ -130,12 +191,13 @@ impl Budget for SessionBudget {
                 .map(|line| line.limit.exceeded(line.counter.add(i, o), inbound))
                 .fold(false, |any, e| any | e.is_some());
             if !over {
-                let drawn = if inbound {
-                    &self.drawn_in
+                let (drawn, pace) = if inbound {
+                    (&self.drawn_in, &self.pace_in)
                 } else {
-                    &self.drawn_out
+                    (&self.drawn_out, &self.pace_out)
                 };
                 drawn.fetch_add(grant, Ordering::AcqRel);
+                pace.wait(grant);
                 return grant;
             }
             // Another test drew between our look and our add: put ours back and look again.
@@ -182,6 +244,44 @@ mod tests {
         a.settle(0, 10);
         b.settle(30, 0);
         assert_eq!(day.get(), (70, 10));
+    }
+
+    /// 1 MB left and four streams drawing as fast as they can: the megabyte takes about the
+    /// spread, not a moment; without a budget nothing waits.
+    #[test]
+    fn the_rate_is_capped_by_what_remains() {
+        let day = Arc::new(Counter::default());
+        day.add(0, 99_000_000);
+        let budget = Arc::new(SessionBudget::new(vec![line(&day, 100_000_000)]));
+        let start = Instant::now();
+        let moved: u64 = std::thread::scope(|s| {
+            let streams: Vec<_> = (0..4)
+                .map(|_| {
+                    let b = budget.clone();
+                    s.spawn(move || {
+                        let mut n = 0;
+                        loop {
+                            match b.draw(Flow::Tx, crate::engine::budget::CHUNK) {
+                                0 => return n,
+                                got => n += got,
+                            }
+                        }
+                    })
+                })
+                .collect();
+            streams.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        let took = start.elapsed();
+        assert_eq!(moved, 1_000_000);
+        assert!(took >= SPREAD * 9 / 10, "1 MB spent in {took:?}");
+        assert!(took < SPREAD * 3, "paced far too slowly: {took:?}");
+
+        let free = SessionBudget::new(vec![line(&Arc::new(Counter::default()), 0)]);
+        let start = Instant::now();
+        for _ in 0..1000 {
+            assert_eq!(free.draw(Flow::Rx, 1 << 20), 1 << 20);
+        }
+        assert!(start.elapsed() < Duration::from_millis(200));
     }
 
     #[test]

@@ -19,16 +19,28 @@ use rusqlite::{Connection, ErrorCode};
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 
 /// Schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for another writer (the admin commands, a second reader's
 /// checkpoint) before giving up with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The columns of `sessions` after its id, as created by migration 1 and copied by 3.
+macro_rules! session_columns {
+    () => {
+        "start_ms INTEGER NOT NULL, end_ms INTEGER, peer TEXT NOT NULL, user TEXT, \
+         proto TEXT, direction TEXT, auth TEXT NOT NULL, \
+         connections INTEGER NOT NULL DEFAULT 0, bytes_in INTEGER NOT NULL DEFAULT 0, \
+         bytes_out INTEGER NOT NULL DEFAULT 0, avg_in_bps REAL, avg_out_bps REAL, \
+         outcome TEXT NOT NULL, detail TEXT"
+    };
+}
+
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     // 1: users, quota overrides, usage buckets, session history and per-second intervals.
-    "
+    concat!(
+        "
     CREATE TABLE users (
         name TEXT PRIMARY KEY NOT NULL,
         salt BLOB NOT NULL,
@@ -53,23 +65,9 @@ const MIGRATIONS: &[&str] = &[
         bytes_out INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (kind, subject, bucket)
     ) WITHOUT ROWID;
-    CREATE TABLE sessions (
-        id INTEGER PRIMARY KEY,
-        start_ms INTEGER NOT NULL,
-        end_ms INTEGER,
-        peer TEXT NOT NULL,
-        user TEXT,
-        proto TEXT,
-        direction TEXT,
-        auth TEXT NOT NULL,
-        connections INTEGER NOT NULL DEFAULT 0,
-        bytes_in INTEGER NOT NULL DEFAULT 0,
-        bytes_out INTEGER NOT NULL DEFAULT 0,
-        avg_in_bps REAL,
-        avg_out_bps REAL,
-        outcome TEXT NOT NULL,
-        detail TEXT
-    );
+    CREATE TABLE sessions (id INTEGER PRIMARY KEY, ",
+        session_columns!(),
+        ");
     CREATE INDEX sessions_by_start ON sessions (start_ms);
     CREATE INDEX sessions_by_user ON sessions (user, start_ms);
     CREATE TABLE session_intervals (
@@ -84,10 +82,30 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY NOT NULL,
         value TEXT NOT NULL
     ) WITHOUT ROWID;
-    ",
+    "
+    ),
     // 2: the HTTP side lists one address's sessions, newest first, for whoever asks from that
     // address; without an index each such request would scan the whole history.
     "CREATE INDEX sessions_by_peer ON sessions (peer, id);",
+    // 3: SQLite assigns session ids, never reusing one (AUTOINCREMENT), so a link to a
+    // pruned session cannot come to show a newer one. A column constraint cannot be added in
+    // place: the table is copied.
+    concat!(
+        "
+    CREATE TABLE sessions_v3 (id INTEGER PRIMARY KEY AUTOINCREMENT, ",
+        session_columns!(),
+        ");
+    INSERT INTO sessions_v3 (id, start_ms, end_ms, peer, user, proto, direction, auth,
+        connections, bytes_in, bytes_out, avg_in_bps, avg_out_bps, outcome, detail)
+        SELECT id, start_ms, end_ms, peer, user, proto, direction, auth, connections,
+        bytes_in, bytes_out, avg_in_bps, avg_out_bps, outcome, detail FROM sessions;
+    DROP TABLE sessions;
+    ALTER TABLE sessions_v3 RENAME TO sessions;
+    CREATE INDEX sessions_by_start ON sessions (start_ms);
+    CREATE INDEX sessions_by_user ON sessions (user, start_ms);
+    CREATE INDEX sessions_by_peer ON sessions (peer, id);
+    "
+    ),
 ];
 
 /// Why the database cannot be used. Each message says what to do about it.
@@ -223,8 +241,8 @@ impl Db {
     }
 
     /// Takes the server's exclusive lock on the database (`PATH.lock`, held until the
-    /// returned file is dropped): two servers on one file would hand out the same session ids
-    /// and each count only its own sessions against the budgets.
+    /// returned file is dropped): two servers on one file would each count only their own
+    /// sessions against the budgets.
     pub fn lock_exclusive(&self) -> Result<std::fs::File, DbError> {
         let lock_path = PathBuf::from(format!("{}.lock", self.path.display()));
         let file = OpenOptions::new()
@@ -429,6 +447,41 @@ mod tests {
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         let _ = std::fs::remove_file(&p);
+    }
+
+    /// A schema 2 database keeps its sessions through migration 3, and new ids continue
+    /// after the highest one.
+    #[test]
+    fn migration_3_keeps_sessions_and_continues_their_ids() {
+        let p = temp("v2");
+        {
+            let conn = Connection::open(&p).unwrap();
+            for m in &MIGRATIONS[..2] {
+                conn.execute_batch(m).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 2; INSERT INTO sessions (id, start_ms, peer, auth, \
+                 outcome) VALUES (41, 1, '192.0.2.1', 'none', 'completed');",
+            )
+            .unwrap();
+        }
+        let conn = Db::open(&p).unwrap().connection().unwrap();
+        conn.execute(
+            "INSERT INTO sessions (start_ms, peer, auth, outcome) VALUES (2, 'x', 'none', 'x')",
+            [],
+        )
+        .unwrap();
+        let ids: Vec<i64> = conn
+            .prepare("SELECT id FROM sessions ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ids, [41, 42]);
+        for s in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{s}", p.display()));
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use super::writer::SessionRow;
+
 use crate::handshake::AuthMethod;
 use crate::proto::Protocol;
 use crate::server::policy::RefusalKind;
@@ -20,8 +22,8 @@ use crate::server::policy::RefusalKind;
 /// One running test as the admin's live view shows it.
 #[derive(Debug, Clone)]
 pub struct LiveSession {
-    /// Session id (the database row).
-    pub id: i64,
+    /// The database row (its id is set once the writer has stored it).
+    pub row: SessionRow,
     /// Client address.
     pub peer: IpAddr,
     /// Authenticated user, if any.
@@ -114,20 +116,24 @@ impl Metrics {
 /// The running sessions and the counters, shared by the admission policy and the HTTP side.
 #[derive(Debug, Default)]
 pub struct Live {
-    sessions: Mutex<HashMap<i64, LiveSession>>,
+    /// By a key of this registry's own: the row id may not be known yet.
+    sessions: Mutex<HashMap<u64, LiveSession>>,
+    next_key: AtomicU64,
     /// Counters since start.
     pub metrics: Metrics,
 }
 
 impl Live {
-    /// Adds a running session.
-    pub fn start(&self, s: LiveSession) {
-        self.sessions.lock().insert(s.id, s);
+    /// Adds a running session; returns its key in this registry.
+    pub fn start(&self, s: LiveSession) -> u64 {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        self.sessions.lock().insert(key, s);
+        key
     }
 
     /// Updates a running session after an interval of `secs` seconds.
-    pub fn interval(&self, id: i64, bytes_in: u64, bytes_out: u64, secs: f64) {
-        if let Some(s) = self.sessions.lock().get_mut(&id) {
+    pub fn interval(&self, key: u64, bytes_in: u64, bytes_out: u64, secs: f64) {
+        if let Some(s) = self.sessions.lock().get_mut(&key) {
             s.bytes_in += bytes_in;
             s.bytes_out += bytes_out;
             let secs = secs.max(1e-3);
@@ -138,14 +144,14 @@ impl Live {
     }
 
     /// Removes a session that has ended.
-    pub fn end(&self, id: i64) {
-        self.sessions.lock().remove(&id);
+    pub fn end(&self, key: u64) {
+        self.sessions.lock().remove(&key);
     }
 
     /// The running sessions, oldest first.
     pub fn snapshot(&self) -> Vec<LiveSession> {
         let mut v: Vec<LiveSession> = self.sessions.lock().values().cloned().collect();
-        v.sort_by_key(|s| s.id);
+        v.sort_by_key(|s| (s.start_ms, s.row.get()));
         v
     }
 
@@ -160,79 +166,89 @@ impl Live {
         let m = &self.metrics;
         let mut out = String::with_capacity(2048);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        head(
+        let running = [(String::new(), self.running() as u64)];
+        family(
             &mut out,
             "btest_sessions_running",
             "gauge",
             "Tests running now.",
+            running,
         );
-        let _ = writeln!(out, "btest_sessions_running {}", self.running());
-        head(
+        let sessions = OUTCOMES
+            .iter()
+            .zip(&m.sessions)
+            .map(|(o, a)| (format!("outcome=\"{o}\""), load(a)));
+        family(
             &mut out,
             "btest_sessions_total",
             "counter",
             "Session rows that reached a final outcome since start (refusals included).",
+            sessions,
         );
-        for (o, a) in OUTCOMES.iter().zip(&m.sessions) {
-            let _ = writeln!(out, "btest_sessions_total{{outcome=\"{o}\"}} {}", load(a));
-        }
-        head(
+        let bytes = ["in", "out"].iter().zip(&m.bytes).flat_map(|(d, row)| {
+            ["tcp", "udp"]
+                .iter()
+                .zip(row)
+                .map(move |(p, a)| (format!("direction=\"{d}\",protocol=\"{p}\""), load(a)))
+        });
+        family(
             &mut out,
             "btest_bytes_total",
             "counter",
             "Test bytes moved since start; in = received by the server.",
+            bytes,
         );
-        for (d, row) in ["in", "out"].iter().zip(&m.bytes) {
-            for (p, a) in ["tcp", "udp"].iter().zip(row) {
-                let _ = writeln!(
-                    out,
-                    "btest_bytes_total{{direction=\"{d}\",protocol=\"{p}\"}} {}",
-                    load(a)
-                );
-            }
-        }
-        head(
+        let refusals = REASONS
+            .iter()
+            .zip(&m.refusals)
+            .map(|(k, a)| (format!("reason=\"{}\"", k.name()), load(a)));
+        family(
             &mut out,
             "btest_refusals_total",
             "counter",
             "Tests refused since start, by reason.",
+            refusals,
         );
-        for (k, a) in REASONS.iter().zip(&m.refusals) {
-            let _ = writeln!(
-                out,
-                "btest_refusals_total{{reason=\"{}\"}} {}",
-                k.name(),
-                load(a)
-            );
-        }
-        head(
+        let failures = METHODS
+            .iter()
+            .zip(&m.auth_failures)
+            .map(|(meth, a)| (format!("method=\"{}\"", meth.name()), load(a)));
+        family(
             &mut out,
             "btest_auth_failures_total",
             "counter",
             "Failed authentications since start, by method.",
+            failures,
         );
-        for (meth, a) in METHODS.iter().zip(&m.auth_failures) {
-            let _ = writeln!(
-                out,
-                "btest_auth_failures_total{{method=\"{}\"}} {}",
-                meth.name(),
-                load(a)
-            );
-        }
-        head(
+        family(
             &mut out,
             "btest_db_writer_queue_depth",
             "gauge",
             "Writes waiting for the database writer thread.",
+            [(String::new(), queue_depth as u64)],
         );
-        let _ = writeln!(out, "btest_db_writer_queue_depth {queue_depth}");
         out
     }
 }
 
-fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+/// One metric family: its HELP and TYPE lines, then a sample per (labels, value); empty labels
+/// give a bare sample.
+fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, u64)>,
+) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -242,8 +258,8 @@ mod tests {
     #[test]
     fn registry_tracks_rates_and_forgets_ended_sessions() {
         let live = Live::default();
-        live.start(LiveSession {
-            id: 7,
+        let key = live.start(LiveSession {
+            row: crate::pro::writer::RowId::known(7),
             peer: IpAddr::from([192, 0, 2, 1]),
             user: None,
             proto: "tcp",
@@ -256,11 +272,11 @@ mod tests {
             rate_out_bps: 0.0,
             intervals: 0,
         });
-        live.interval(7, 1_000, 500, 0.5);
+        live.interval(key, 1_000, 500, 0.5);
         let s = &live.snapshot()[0];
         assert_eq!((s.bytes_in, s.bytes_out, s.intervals), (1_000, 500, 1));
         assert_eq!(s.rate_in_bps, 16_000.0);
-        live.end(7);
+        live.end(key);
         assert_eq!(live.running(), 0);
     }
 

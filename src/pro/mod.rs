@@ -219,11 +219,11 @@ fn serve(args: &ProArgs) -> Result<u8, RunError> {
 type StartError = Box<dyn std::error::Error>;
 
 /// Opens and locks the database, stores the settings reports read, and closes the rows a
-/// killed server left running. Returns the lock (held while serving) and the last session id.
+/// killed server left running. Returns the lock, held while serving.
 fn open_database(
     args: &ProArgs,
     settings: &Settings,
-) -> Result<(Db, std::fs::File, i64), StartError> {
+) -> Result<(Db, std::fs::File), StartError> {
     let db = Db::open(Path::new(&args.db))?;
     let lock = db.lock_exclusive()?;
     let conn = db.connection()?;
@@ -235,12 +235,7 @@ fn open_database(
         [],
     )
     .map_err(sql("closing stale sessions"))?;
-    let last_id = conn
-        .query_row("SELECT coalesce(max(id), 0) FROM sessions", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(sql("reading sessions"))?;
-    Ok((db, lock, last_id))
+    Ok((db, lock))
 }
 
 /// The admission over the database's budgets: quotas read through a TTL cache, rows and usage
@@ -250,7 +245,6 @@ fn admission(
     writer: &Writer,
     s: &Serve,
     clock: Arc<dyn Clock>,
-    last_id: i64,
 ) -> ProAdmission {
     let quotas = Arc::new(Quotas::new(
         db.pool().clone(),
@@ -262,7 +256,7 @@ fn admission(
             ttl: BUDGET_TTL,
         },
     ));
-    ProAdmission::new(quotas, writer.sender(), s.limits, last_id).with_health(writer.health())
+    ProAdmission::new(quotas, writer.sender(), s.limits).with_health(writer.health())
 }
 
 /// With `--intervals`, each session's lines on stdout as `btest -s` prints them, in front of
@@ -312,7 +306,7 @@ fn start_http(
 }
 
 fn serve_with(args: &ProArgs, mut s: Serve) -> Result<(), StartError> {
-    let (db, _lock, last_id) = open_database(args, &s.settings)?;
+    let (db, _lock) = open_database(args, &s.settings)?;
     // Read before anything starts, so a bad token file stops the start with nothing to undo.
     let admin_token = match &args.http_admin_token_file {
         Some(p) => Some(http::read_token(p)?),
@@ -320,7 +314,7 @@ fn serve_with(args: &ProArgs, mut s: Serve) -> Result<(), StartError> {
     };
     let writer = Writer::start_with(db.connection()?, args.history_days)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let admission = Arc::new(admission(&db, &writer, &s, clock.clone(), last_id));
+    let admission = Arc::new(admission(&db, &writer, &s, clock.clone()));
     s.cfg.admission = admission.clone();
     let out = interval_output(args, &mut s.cfg)?;
     s.cfg.auth = if args.open {

@@ -7,14 +7,16 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use super::writer::SessionRow;
+
 /// Addresses and outcomes recorded per minute at most.
 pub const MAX_KEYS: usize = 1024;
 
 /// What to do with one refusal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Note {
-    /// The first of its minute: write a row with this id.
-    First(i64),
+    /// The first of its minute: write this row.
+    First(SessionRow),
     /// Counted into an existing row.
     Repeat,
     /// Too many distinct addresses this minute: not recorded.
@@ -22,10 +24,10 @@ pub enum Note {
 }
 
 /// A row whose refusals repeated, to be completed when its minute ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Repeated {
     /// The row.
-    pub id: i64,
+    pub id: SessionRow,
     /// Refusals in the minute, the first included.
     pub count: u64,
     /// The last refusal's detail.
@@ -36,7 +38,7 @@ pub struct Repeated {
 
 #[derive(Debug)]
 struct Entry {
-    id: i64,
+    id: SessionRow,
     count: u64,
     detail: String,
     last_ms: i64,
@@ -50,15 +52,14 @@ pub struct RefusalBook {
 }
 
 impl RefusalBook {
-    /// Counts a refusal of `key` with `outcome` at `now_ms`; `next_id` gives a new row's id.
-    /// Returns what to write, and the rows of an ended minute that need their counts.
+    /// Counts a refusal of `key` with `outcome` at `now_ms`. Returns what to write, and the
+    /// rows of an ended minute that need their counts.
     pub fn note(
         &mut self,
         key: IpAddr,
         outcome: &'static str,
         detail: &str,
         now_ms: i64,
-        next_id: impl FnOnce() -> i64,
     ) -> (Note, Vec<Repeated>) {
         let minute = now_ms.div_euclid(60_000);
         let ended = if minute != self.minute {
@@ -76,11 +77,11 @@ impl RefusalBook {
         if self.entries.len() >= MAX_KEYS {
             return (Note::Dropped, ended);
         }
-        let id = next_id();
+        let id = SessionRow::default();
         self.entries.insert(
             (key, outcome),
             Entry {
-                id,
+                id: id.clone(),
                 count: 1,
                 detail: detail.to_owned(),
                 last_ms: now_ms,
@@ -108,37 +109,34 @@ impl RefusalBook {
 mod tests {
     use super::*;
 
+    fn first(note: Note) -> SessionRow {
+        match note {
+            Note::First(row) => row,
+            other => panic!("{other:?} is not a first refusal"),
+        }
+    }
+
     #[test]
     fn one_row_per_address_outcome_and_minute() {
         let mut book = RefusalBook::default();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let mut ids = 0;
-        let mut id = || {
-            ids += 1;
-            ids
-        };
         let t = 60_000 * 1000;
-        assert_eq!(book.note(a, "refused", "x", t, &mut id).0, Note::First(1));
+        let row = first(book.note(a, "refused", "x", t).0);
         for _ in 0..100 {
-            assert_eq!(book.note(a, "refused", "y", t + 5, &mut id).0, Note::Repeat);
+            assert!(matches!(
+                book.note(a, "refused", "y", t + 5).0,
+                Note::Repeat
+            ));
         }
-        assert_eq!(
-            book.note(a, "auth_failed", "z", t, &mut id).0,
-            Note::First(2)
-        );
-        assert_eq!(book.note(b, "refused", "x", t, &mut id).0, Note::First(3));
-        let (note, ended) = book.note(a, "refused", "x", t + 60_000, &mut id);
-        assert_eq!(note, Note::First(4));
-        assert_eq!(
-            ended,
-            vec![Repeated {
-                id: 1,
-                count: 101,
-                detail: "y".into(),
-                last_ms: t + 5
-            }]
-        );
+        first(book.note(a, "auth_failed", "z", t).0);
+        first(book.note(b, "refused", "x", t).0);
+        let (note, ended) = book.note(a, "refused", "x", t + 60_000);
+        first(note);
+        assert_eq!(ended.len(), 1);
+        let r = &ended[0];
+        assert!(std::sync::Arc::ptr_eq(&r.id, &row));
+        assert_eq!((r.count, r.detail.as_str(), r.last_ms), (101, "y", t + 5));
     }
 
     #[test]
@@ -146,11 +144,10 @@ mod tests {
         let mut book = RefusalBook::default();
         let mut dropped = 0;
         for i in 0..(MAX_KEYS as u32 + 10) {
-            if book
-                .note(IpAddr::from(i.to_be_bytes()), "refused", "", 0, || 1)
-                .0
-                == Note::Dropped
-            {
+            if matches!(
+                book.note(IpAddr::from(i.to_be_bytes()), "refused", "", 0).0,
+                Note::Dropped
+            ) {
                 dropped += 1;
             }
         }

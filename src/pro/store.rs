@@ -10,7 +10,7 @@ use rusqlite::Connection;
 
 use super::db::{DbError, sql};
 use super::quota::{BUCKET_SECS, Kind};
-use super::writer::Op;
+use super::writer::{Op, RowId};
 
 /// What became of a batch.
 #[derive(Debug, Default)]
@@ -35,9 +35,9 @@ impl Applied {
     }
 }
 
-const START: &str = "INSERT INTO sessions (id, start_ms, peer, user, proto, direction, auth, \
-    outcome, detail, end_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-    CASE WHEN ?8 = 'running' THEN NULL ELSE ?2 END)";
+const START: &str = "INSERT INTO sessions (start_ms, peer, user, proto, direction, auth, \
+    outcome, detail, end_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+    CASE WHEN ?7 = 'running' THEN NULL ELSE ?1 END)";
 const END: &str = "UPDATE sessions SET end_ms = ?2, connections = ?3, bytes_in = ?4, \
     bytes_out = ?5, avg_in_bps = ?6, avg_out_bps = ?7, outcome = ?8, detail = ?9 WHERE id = ?1";
 const INTERVAL: &str = "INSERT OR REPLACE INTO session_intervals (session_id, idx, at_ms, \
@@ -97,6 +97,10 @@ pub fn apply(conn: &Connection, ops: impl Iterator<Item = Op>) -> Applied {
     if let Err(e) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
         for op in done {
+            // The rolled-back rows' ids are free again: the retry inserts them afresh.
+            if let Op::Start(s) = &op {
+                s.id.set(0);
+            }
             out.fail(op, &e);
         }
         return out;
@@ -105,8 +109,37 @@ pub fn apply(conn: &Connection, ops: impl Iterator<Item = Op>) -> Applied {
     out
 }
 
+/// Why one write failed.
+#[derive(Debug)]
+enum WriteError {
+    /// SQLite refused it.
+    Sql(rusqlite::Error),
+    /// It names a session whose row is not stored yet (its insert failed and is held): it
+    /// waits behind the insert.
+    NoRowYet,
+}
+
+impl From<rusqlite::Error> for WriteError {
+    fn from(e: rusqlite::Error) -> Self {
+        WriteError::Sql(e)
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Sql(e) => write!(f, "{e}"),
+            WriteError::NoRowYet => f.write_str("the session's row is not stored yet"),
+        }
+    }
+}
+
+fn row_id(row: &RowId) -> Result<i64, WriteError> {
+    row.get().ok_or(WriteError::NoRowYet)
+}
+
 /// One write in its own savepoint: undone alone if it fails.
-fn one(conn: &Connection, op: &Op) -> Result<(), rusqlite::Error> {
+fn one(conn: &Connection, op: &Op) -> Result<(), WriteError> {
     conn.execute_batch("SAVEPOINT w")?;
     let result = write(conn, op);
     match &result {
@@ -118,7 +151,7 @@ fn one(conn: &Connection, op: &Op) -> Result<(), rusqlite::Error> {
     result
 }
 
-fn write(conn: &Connection, op: &Op) -> Result<(), rusqlite::Error> {
+fn write(conn: &Connection, op: &Op) -> Result<(), WriteError> {
     match op {
         Op::Usage {
             kind,
@@ -133,19 +166,22 @@ fn write(conn: &Connection, op: &Op) -> Result<(), rusqlite::Error> {
             clamp(*bytes_in),
             clamp(*bytes_out),
         )),
-        Op::Start(s) => conn.prepare_cached(START)?.execute((
-            s.id,
-            s.start_ms,
-            &s.peer,
-            &s.user,
-            s.proto,
-            s.direction,
-            s.auth,
-            s.outcome,
-            &s.detail,
-        )),
+        Op::Start(s) => {
+            conn.prepare_cached(START)?.execute((
+                s.start_ms,
+                &s.peer,
+                &s.user,
+                s.proto,
+                s.direction,
+                s.auth,
+                s.outcome,
+                &s.detail,
+            ))?;
+            s.id.set(conn.last_insert_rowid());
+            Ok(1)
+        }
         Op::End(s) => conn.prepare_cached(END)?.execute((
-            s.id,
+            row_id(&s.id)?,
             s.end_ms,
             s.connections,
             clamp(s.bytes_in),
@@ -162,20 +198,21 @@ fn write(conn: &Connection, op: &Op) -> Result<(), rusqlite::Error> {
             bytes_in,
             bytes_out,
         } => conn.prepare_cached(INTERVAL)?.execute((
-            session,
+            row_id(session)?,
             idx,
             at_ms,
             clamp(*bytes_in),
             clamp(*bytes_out),
         )),
         Op::Repeats(r) => conn.prepare_cached(REPEATS)?.execute((
-            r.id,
+            row_id(&r.id)?,
             format!("{} ({} times in this minute)", r.detail, r.count),
             r.last_ms,
         )),
         Op::Flush(_) | Op::Stop => Ok(0),
     }
     .map(drop)
+    .map_err(WriteError::from)
 }
 
 /// Usage buckets are kept at least this long whatever the history setting: monthly budgets
@@ -215,28 +252,22 @@ fn clamp(v: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pro::writer::SessionStart;
+    use crate::pro::writer::{SessionRow, SessionStart};
 
     #[test]
     fn a_failed_write_costs_only_itself() {
         let conn = Connection::open_in_memory().unwrap();
+        // No session_intervals table: an interval is the write that fails.
         conn.execute_batch(
-            "CREATE TABLE sessions (id INTEGER PRIMARY KEY, start_ms INTEGER NOT NULL, \
-             end_ms INTEGER, peer TEXT NOT NULL, user TEXT, proto TEXT, direction TEXT, \
-             auth TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT); \
+            "CREATE TABLE sessions (id INTEGER PRIMARY KEY AUTOINCREMENT, \
+             start_ms INTEGER NOT NULL, end_ms INTEGER, peer TEXT NOT NULL, user TEXT, \
+             proto TEXT, direction TEXT, auth TEXT NOT NULL, outcome TEXT NOT NULL, \
+             detail TEXT); \
              CREATE TABLE usage (kind TEXT, subject TEXT, bucket INTEGER, bytes_in INTEGER, \
              bytes_out INTEGER, PRIMARY KEY (kind, subject, bucket));",
         )
         .unwrap();
-        let start = |id| {
-            Op::Start(SessionStart {
-                id,
-                peer: "192.0.2.1".into(),
-                auth: "none",
-                outcome: "running",
-                ..SessionStart::default()
-            })
-        };
+        let (a, b) = (SessionRow::default(), SessionRow::default());
         let usage = Op::Usage {
             kind: Kind::Ip,
             subject: Arc::from("192.0.2.1"),
@@ -244,18 +275,66 @@ mod tests {
             bytes_in: 5,
             bytes_out: 6,
         };
-        // Session 1 twice: the second insert fails on the primary key, the rest is stored.
-        let out = apply(&conn, vec![start(1), start(1), usage, start(2)].into_iter());
+        let interval = Op::Interval {
+            session: a.clone(),
+            idx: 1,
+            at_ms: 0,
+            bytes_in: 1,
+            bytes_out: 1,
+        };
+        let ops = vec![start(&a), interval, usage, start(&b)];
+        let out = apply(&conn, ops.into_iter());
         assert_eq!(out.rows, 3);
         assert_eq!(out.failures, 1);
-        assert!(matches!(out.failed.as_slice(), [Op::Start(s)] if s.id == 1));
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 2);
-        let b: i64 = conn
+        assert!(matches!(out.failed.as_slice(), [Op::Interval { .. }]));
+        assert_eq!(
+            (a.get(), b.get()),
+            (Some(1), Some(2)),
+            "ids come from SQLite"
+        );
+        let bytes: i64 = conn
             .query_row("SELECT bytes_out FROM usage", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(b, 6);
+        assert_eq!(bytes, 6);
+    }
+
+    fn start(row: &SessionRow) -> Op {
+        Op::Start(SessionStart {
+            id: row.clone(),
+            peer: "192.0.2.1".into(),
+            auth: "none",
+            outcome: "running",
+            ..SessionStart::default()
+        })
+    }
+
+    /// Session ids are SQLite's: after history is pruned to nothing, a new session still
+    /// gets a new id, so an old link to `/api/session/{id}` never shows another test.
+    #[test]
+    fn session_ids_are_never_handed_out_twice() {
+        let path = std::env::temp_dir().join(format!("btest-ids-{}.db", std::process::id()));
+        let clean = || {
+            for s in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+            }
+        };
+        clean();
+        let conn = crate::pro::db::Db::open(&path)
+            .unwrap()
+            .connection()
+            .unwrap();
+        let first = SessionRow::default();
+        assert_eq!(apply(&conn, [start(&first)].into_iter()).failures, 0);
+        let end = Op::End(crate::pro::writer::SessionEnd {
+            id: first.clone(),
+            outcome: "completed",
+            ..Default::default()
+        });
+        assert_eq!(apply(&conn, [end].into_iter()).failures, 0);
+        conn.execute("DELETE FROM sessions", []).unwrap();
+        let second = SessionRow::default();
+        assert_eq!(apply(&conn, [start(&second)].into_iter()).failures, 0);
+        assert_eq!((first.get(), second.get()), (Some(1), Some(2)));
+        clean();
     }
 }

@@ -10,6 +10,7 @@
 //! any are held [`WriteHealth`] says so and the server takes no new tests.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::thread::JoinHandle;
 
 use std::time::{Duration, Instant};
@@ -28,11 +29,48 @@ pub const DEFAULT_HISTORY_DAYS: u32 = 90;
 /// Most operations folded into one transaction.
 const MAX_BATCH: usize = 20_000;
 
+/// A session row's id, assigned by SQLite when the writer inserts the row (`sessions.id` is
+/// `AUTOINCREMENT`, so an id is never handed out twice, not even after its row is pruned).
+/// The session holds it from admission on; its later writes (intervals, the end) name the
+/// row through it, and they are queued behind the insert, so the writer always knows it by
+/// the time it needs it. Unset (0) until then.
+#[derive(Debug, Default)]
+pub struct RowId(AtomicI64);
+
+/// A session's handle on its row, shared by the session and the writer.
+pub type SessionRow = Arc<RowId>;
+
+impl RowId {
+    /// A handle on a row whose id is known already (tests, benches).
+    pub fn known(id: i64) -> SessionRow {
+        Arc::new(RowId(AtomicI64::new(id)))
+    }
+
+    /// The id, once SQLite has assigned it.
+    pub fn get(&self) -> Option<i64> {
+        Some(self.0.load(Ordering::Acquire)).filter(|&id| id > 0)
+    }
+
+    /// Records the id SQLite assigned (0: forget it, the insert was rolled back).
+    pub(super) fn set(&self, id: i64) {
+        self.0.store(id, Ordering::Release);
+    }
+}
+
+impl std::fmt::Display for RowId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.get() {
+            Some(id) => write!(f, "{id}"),
+            None => f.write_str("(not yet stored)"),
+        }
+    }
+}
+
 /// A finished (or refused) session's row.
 #[derive(Debug, Clone, Default)]
 pub struct SessionEnd {
-    /// Session id.
-    pub id: i64,
+    /// The row.
+    pub id: SessionRow,
     /// End, Unix milliseconds.
     pub end_ms: i64,
     /// Connections the test ran on.
@@ -54,8 +92,8 @@ pub struct SessionEnd {
 /// A session's opening row.
 #[derive(Debug, Clone, Default)]
 pub struct SessionStart {
-    /// Session id.
-    pub id: i64,
+    /// The row, whose id the insert sets.
+    pub id: SessionRow,
     /// Start, Unix milliseconds.
     pub start_ms: i64,
     /// Peer address.
@@ -96,8 +134,8 @@ pub enum Op {
     End(SessionEnd),
     /// One interval of a session (for the dashboard's graphs).
     Interval {
-        /// Session id.
-        session: i64,
+        /// The session's row.
+        session: SessionRow,
         /// Interval number.
         idx: u32,
         /// Unix milliseconds.

@@ -21,6 +21,8 @@
 //!
 //! Database reads go through the r2d2 pool, never through the writer.
 
+pub mod api;
+pub mod history;
 pub mod page;
 pub mod request;
 pub mod routes;

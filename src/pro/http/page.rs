@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::routes::{IntervalRow, PeriodUsage, SessionRow};
+use super::history::{IntervalRow, PeriodUsage, SessionRow};
 use crate::pro::quota::{Dir, Tz};
 use crate::sys::clock::utc_from_unix;
 

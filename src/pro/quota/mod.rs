@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -19,372 +19,20 @@ use rusqlite::OptionalExtension;
 
 use super::db::{DbError, Pool, sql};
 
+mod calendar;
+mod limit;
+
+pub use self::calendar::{
+    Clock, ManualClock, Period, SystemClock, Tz, civil_from_days, days_from_civil, unix_ms,
+};
+pub use self::limit::{Dir, Limit, Limits, Uses, parse_size};
+
 /// Usage buckets are this many seconds long: every time zone offset in use is a multiple of
 /// 15 minutes, so day, week and month sums in any zone are exact sums of buckets.
 pub const BUCKET_SECS: i64 = 900;
 
 /// Subjects whose budgets are cached at most.
 pub const MAX_CACHED_LIMITS: usize = 4096;
-
-/// Gives "now" as Unix seconds; injected so tests can cross midnight.
-pub trait Clock: Send + Sync {
-    /// Seconds since the Unix epoch.
-    fn now(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        unix_ms() / 1000
-    }
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A clock that moves only when told (tests, benches).
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    /// A clock at `now`.
-    pub fn new(now: i64) -> ManualClock {
-        ManualClock(AtomicI64::new(now))
-    }
-    /// Moves the clock to `now`.
-    pub fn set(&self, now: i64) {
-        self.0.store(now, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// A time zone as a fixed offset from UTC. Named zones (with daylight saving) are not
-/// supported: converting them needs the process-global `TZ` of the C library.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Tz {
-    /// Seconds east of UTC.
-    pub offset_s: i32,
-}
-
-impl Tz {
-    /// Parses `UTC`, `Z`, `+02:00`, `-0530`, `+2`.
-    pub fn parse(s: &str) -> Result<Tz, String> {
-        let t = s.trim();
-        if t.eq_ignore_ascii_case("utc") || t == "Z" || t.eq_ignore_ascii_case("gmt") {
-            return Ok(Tz { offset_s: 0 });
-        }
-        let bad = || format!("invalid time zone '{s}': use UTC or an offset like +02:00");
-        let t = t
-            .strip_prefix("UTC")
-            .or_else(|| t.strip_prefix("utc"))
-            .unwrap_or(t);
-        let (sign, rest) = match t.as_bytes().first() {
-            Some(b'+') => (1, &t[1..]),
-            Some(b'-') => (-1, &t[1..]),
-            _ => return Err(bad()),
-        };
-        let (h, m) = match rest.split_once(':') {
-            Some((h, m)) => (h, m),
-            None if rest.len() == 4 => rest.split_at(2),
-            None => (rest, "0"),
-        };
-        let h: i32 = h.parse().map_err(|_| bad())?;
-        let m: i32 = m.parse().map_err(|_| bad())?;
-        if h > 14 || m > 59 || (h == 14 && m > 0) {
-            return Err(bad());
-        }
-        // Usage is stored in 15-minute buckets; any other offset would split a bucket
-        // between two days.
-        if m % 15 != 0 {
-            return Err(format!(
-                "invalid time zone '{s}': the offset must be a whole number of quarter hours                  (usage is kept in 15-minute buckets)"
-            ));
-        }
-        Ok(Tz {
-            offset_s: sign * (h * 3600 + m * 60),
-        })
-    }
-
-    /// `UTC` or `+02:00`.
-    pub fn name(self) -> String {
-        if self.offset_s == 0 {
-            return "UTC".into();
-        }
-        let sign = if self.offset_s < 0 { '-' } else { '+' };
-        let a = self.offset_s.unsigned_abs();
-        format!("{sign}{:02}:{:02}", a / 3600, a / 60 % 60)
-    }
-
-    fn local_day(self, now: i64) -> i64 {
-        (now + i64::from(self.offset_s)).div_euclid(86_400)
-    }
-
-    /// Which day, week or month `now` falls in, as a number that grows by one per period.
-    pub fn period_index(self, period: Period, now: i64) -> i64 {
-        let day = self.local_day(now);
-        match period {
-            Period::Day => day,
-            // Day 0 (1970-01-01) was a Thursday; day -3 a Monday, where ISO weeks start.
-            Period::Week => (day + 3).div_euclid(7),
-            Period::Month => {
-                let (y, m, _) = civil_from_days(day);
-                y * 12 + i64::from(m) - 1
-            }
-        }
-    }
-
-    /// First and one-past-last Unix second of the period `now` falls in.
-    pub fn period_range(self, period: Period, now: i64) -> (i64, i64) {
-        let off = i64::from(self.offset_s);
-        let day = self.local_day(now);
-        let (first, next) = match period {
-            Period::Day => (day, day + 1),
-            Period::Week => {
-                let monday = (day + 3).div_euclid(7) * 7 - 3;
-                (monday, monday + 7)
-            }
-            Period::Month => {
-                let (y, m, _) = civil_from_days(day);
-                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-                (days_from_civil(y, m, 1), days_from_civil(ny, nm, 1))
-            }
-        };
-        (first * 86_400 - off, next * 86_400 - off)
-    }
-
-    /// `2026-11-25`, `2026-W48` (ISO week-numbering year) or `2026-11`.
-    pub fn period_label(self, period: Period, now: i64) -> String {
-        let day = self.local_day(now);
-        match period {
-            Period::Day => {
-                let (y, m, d) = civil_from_days(day);
-                format!("{y:04}-{m:02}-{d:02}")
-            }
-            Period::Week => {
-                let monday = (day + 3).div_euclid(7) * 7 - 3;
-                let thursday = monday + 3;
-                let (y, _, _) = civil_from_days(thursday);
-                let week = (thursday - days_from_civil(y, 1, 1)) / 7 + 1;
-                format!("{y:04}-W{week:02}")
-            }
-            Period::Month => {
-                let (y, m, _) = civil_from_days(day);
-                format!("{y:04}-{m:02}")
-            }
-        }
-    }
-}
-
-/// Days since 1970-01-01 to (year, month, day) (proleptic Gregorian).
-pub fn civil_from_days(days: i64) -> (i64, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-/// (year, month, day) to days since 1970-01-01, the inverse of [`civil_from_days`].
-pub fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// A budget period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Period {
-    /// Calendar day.
-    Day,
-    /// ISO week (Monday to Sunday).
-    Week,
-    /// Calendar month.
-    Month,
-}
-
-impl Period {
-    /// All periods, in the order limits are stored.
-    pub const ALL: [Period; 3] = [Period::Day, Period::Week, Period::Month];
-
-    /// `day`, `week`, `month` (database and CLI).
-    pub fn name(self) -> &'static str {
-        match self {
-            Period::Day => "day",
-            Period::Week => "week",
-            Period::Month => "month",
-        }
-    }
-
-    /// The inverse of [`Period::name`].
-    pub fn parse(s: &str) -> Option<Period> {
-        Period::ALL.into_iter().find(|p| p.name() == s)
-    }
-
-    fn slot(self) -> usize {
-        self as usize
-    }
-}
-
-/// Which bytes a budget counts, from the server's side: `in` is what the client sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dir {
-    /// Bytes the server received.
-    In,
-    /// Bytes the server sent.
-    Out,
-    /// Both.
-    Total,
-}
-
-impl Dir {
-    /// `in`, `out`, `total`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Dir::In => "in",
-            Dir::Out => "out",
-            Dir::Total => "total",
-        }
-    }
-    /// The inverse of [`Dir::name`].
-    pub fn parse(s: &str) -> Option<Dir> {
-        [Dir::In, Dir::Out, Dir::Total]
-            .into_iter()
-            .find(|d| d.name() == s)
-    }
-}
-
-/// One period's budget; 0 means unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Limit {
-    /// Bytes the server may receive.
-    pub bytes_in: u64,
-    /// Bytes the server may send.
-    pub bytes_out: u64,
-    /// Both together.
-    pub total: u64,
-}
-
-impl Limit {
-    /// Sets one direction's figure.
-    pub fn set(&mut self, dir: Dir, bytes: u64) {
-        match dir {
-            Dir::In => self.bytes_in = bytes,
-            Dir::Out => self.bytes_out = bytes,
-            Dir::Total => self.total = bytes,
-        }
-    }
-
-    /// One direction's figure.
-    pub fn get(&self, dir: Dir) -> u64 {
-        match dir {
-            Dir::In => self.bytes_in,
-            Dir::Out => self.bytes_out,
-            Dir::Total => self.total,
-        }
-    }
-
-    /// The first budget of this limit that `used` goes beyond (strictly: a draw may take a
-    /// budget to exactly zero left), checking only what moving bytes `inbound` or outbound
-    /// can change.
-    pub fn exceeded(&self, used: (u64, u64), inbound: bool) -> Option<(Dir, u64, u64)> {
-        let (i, o) = used;
-        if inbound && self.bytes_in > 0 && i > self.bytes_in {
-            return Some((Dir::In, i, self.bytes_in));
-        }
-        if !inbound && self.bytes_out > 0 && o > self.bytes_out {
-            return Some((Dir::Out, o, self.bytes_out));
-        }
-        if self.total > 0 && i.saturating_add(o) > self.total {
-            return Some((Dir::Total, i.saturating_add(o), self.total));
-        }
-        None
-    }
-
-    /// Bytes moving `inbound` (or out) may still add before a budget of this limit is gone
-    /// (`u64::MAX` when none applies).
-    pub fn headroom(&self, used: (u64, u64), inbound: bool) -> u64 {
-        let (i, o) = used;
-        let left = |limit: u64, used: u64| {
-            if limit == 0 {
-                u64::MAX
-            } else {
-                limit.saturating_sub(used)
-            }
-        };
-        let own = if inbound {
-            left(self.bytes_in, i)
-        } else {
-            left(self.bytes_out, o)
-        };
-        own.min(left(self.total, i.saturating_add(o)))
-    }
-
-    /// The budget of this limit that `used` has reached, for what moving bytes `inbound` (or
-    /// out) draws on.
-    pub fn reached(&self, used: (u64, u64), inbound: bool) -> Option<(Dir, u64, u64)> {
-        let (i, o) = used;
-        if inbound && self.bytes_in > 0 && i >= self.bytes_in {
-            return Some((Dir::In, i, self.bytes_in));
-        }
-        if !inbound && self.bytes_out > 0 && o >= self.bytes_out {
-            return Some((Dir::Out, o, self.bytes_out));
-        }
-        if self.total > 0 && i.saturating_add(o) >= self.total {
-            return Some((Dir::Total, i.saturating_add(o), self.total));
-        }
-        None
-    }
-
-    /// The first budget of this limit spent by `used`, among the directions the test uses.
-    fn spent(&self, used: (u64, u64), uses: Uses) -> Option<(Dir, u64, u64)> {
-        let (i, o) = used;
-        if uses.rx && self.bytes_in > 0 && i >= self.bytes_in {
-            return Some((Dir::In, i, self.bytes_in));
-        }
-        if uses.tx && self.bytes_out > 0 && o >= self.bytes_out {
-            return Some((Dir::Out, o, self.bytes_out));
-        }
-        if self.total > 0 && i.saturating_add(o) >= self.total {
-            return Some((Dir::Total, i.saturating_add(o), self.total));
-        }
-        None
-    }
-}
-
-/// Day, week and month budgets of a subject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Limits(pub [Limit; 3]);
-
-impl Limits {
-    /// The budget of one period.
-    pub fn of(&self, p: Period) -> &Limit {
-        &self.0[p.slot()]
-    }
-    /// The budget of one period, to change.
-    pub fn of_mut(&mut self, p: Period) -> &mut Limit {
-        &mut self.0[p.slot()]
-    }
-}
 
 /// Whose budget: a user name or a source address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -418,15 +66,6 @@ impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.kind.name(), self.name)
     }
-}
-
-/// Which directions a test moves data in, from the server's side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Uses {
-    /// The server receives.
-    pub rx: bool,
-    /// The server sends.
-    pub tx: bool,
 }
 
 /// A spent budget, for the log and the session row.
@@ -540,6 +179,11 @@ impl Quotas {
     /// Subjects whose budgets are cached now.
     pub fn cached_limits(&self) -> usize {
         self.limits.lock().len()
+    }
+
+    /// The read pool the book reads through (the admission reads user names through it too).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// The clock's now.
@@ -732,39 +376,6 @@ pub fn stored_usage(
     Ok((pos(i), pos(o)))
 }
 
-/// Parses a byte size: `5000000`, `500M`, `2G`, `1.5T`, `64K` (1000-based, like rates), or
-/// `512MiB`, `2GiB` (1024-based); `0` means unlimited.
-pub fn parse_size(value: &str) -> Result<u64, String> {
-    let bad = || format!("invalid size '{value}': use e.g. 500M, 2G, 1.5T, 512MiB or bytes");
-    let t = value.trim();
-    let lower = t.to_ascii_lowercase();
-    let body = lower.strip_suffix('b').unwrap_or(&lower);
-    let (num, mult) = if let Some(n) = body.strip_suffix("ki") {
-        (n, 1024.0)
-    } else if let Some(n) = body.strip_suffix("mi") {
-        (n, 1024.0 * 1024.0)
-    } else if let Some(n) = body.strip_suffix("gi") {
-        (n, 1024.0 * 1024.0 * 1024.0)
-    } else if let Some(n) = body.strip_suffix("ti") {
-        (n, 1024.0f64.powi(4))
-    } else if let Some(n) = body.strip_suffix('k') {
-        (n, 1e3)
-    } else if let Some(n) = body.strip_suffix('m') {
-        (n, 1e6)
-    } else if let Some(n) = body.strip_suffix('g') {
-        (n, 1e9)
-    } else if let Some(n) = body.strip_suffix('t') {
-        (n, 1e12)
-    } else {
-        (body, 1.0)
-    };
-    let n: f64 = num.trim().parse().map_err(|_| bad())?;
-    if !n.is_finite() || n < 0.0 || n * mult > 9.0e18 {
-        return Err(bad());
-    }
-    Ok((n * mult).round() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -864,7 +475,7 @@ mod tests {
         let path =
             std::env::temp_dir().join(format!("btest-quota-{}-{tag}.db", std::process::id()));
         remove(&path);
-        let db = super::super::db::Db::open(&path).expect("db");
+        let db = crate::pro::db::Db::open(&path).expect("db");
         let mut limits = Limits::default();
         limits.of_mut(period).set(Dir::Total, 100);
         let q = Quotas::new(
@@ -916,35 +527,40 @@ mod tests {
     #[test]
     fn budgets_roll_over_at_day_week_and_month_boundaries() {
         let day = |y, m, d| days_from_civil(y, m, d) * 86_400;
-        let utc = Tz::default();
-        // Day: spent all Wednesday, fresh at Thursday 00:00.
-        rolls(
-            Period::Day,
-            utc,
-            day(2026, 11, 25),
-            day(2026, 11, 26) - 1,
-            day(2026, 11, 26),
-        );
+        let (utc, plus2) = (Tz::default(), Tz::parse("+02:00").unwrap());
         // In +02:00 the day ends at 22:00 UTC.
-        let plus2 = Tz::parse("+02:00").unwrap();
         let end = day(2026, 11, 26) - 7200;
-        rolls(Period::Day, plus2, end - 3600, end - 1, end);
-        // ISO week: spent Friday, still spent over the weekend, fresh on Monday.
-        rolls(
-            Period::Week,
-            utc,
-            day(2026, 11, 27),
-            day(2026, 11, 30) - 1,
-            day(2026, 11, 30),
-        );
-        // Month: spent on the 1st, still on the 30th, fresh on December 1st.
-        rolls(
-            Period::Month,
-            utc,
-            day(2026, 11, 1),
-            day(2026, 12, 1) - 1,
-            day(2026, 12, 1),
-        );
+        // (period, zone, spent at, still spent at, fresh at)
+        let cases = [
+            // Spent all Wednesday, fresh at Thursday 00:00.
+            (
+                Period::Day,
+                utc,
+                day(2026, 11, 25),
+                day(2026, 11, 26) - 1,
+                day(2026, 11, 26),
+            ),
+            (Period::Day, plus2, end - 3600, end - 1, end),
+            // ISO week: spent Friday, still spent over the weekend, fresh on Monday.
+            (
+                Period::Week,
+                utc,
+                day(2026, 11, 27),
+                day(2026, 11, 30) - 1,
+                day(2026, 11, 30),
+            ),
+            // Month: spent on the 1st, still on the 30th, fresh on December 1st.
+            (
+                Period::Month,
+                utc,
+                day(2026, 11, 1),
+                day(2026, 12, 1) - 1,
+                day(2026, 12, 1),
+            ),
+        ];
+        for (period, tz, spend, still, fresh) in cases {
+            rolls(period, tz, spend, still, fresh);
+        }
     }
 
     #[test]
@@ -968,9 +584,9 @@ mod tests {
         let clock = Arc::new(ManualClock::new(now));
         let (_, path) = book("stored", Period::Day, Tz::default(), clock.clone());
         {
-            let db = super::super::db::Db::open(&path).unwrap();
-            let w = super::super::writer::Writer::start(db.connection().unwrap()).unwrap();
-            let _ = w.sender().send(super::super::writer::Op::Usage {
+            let db = crate::pro::db::Db::open(&path).unwrap();
+            let w = crate::pro::writer::Writer::start(db.connection().unwrap()).unwrap();
+            let _ = w.sender().send(crate::pro::writer::Op::Usage {
                 kind: Kind::User,
                 subject: Arc::from("alice"),
                 at: now - 60,
@@ -981,7 +597,7 @@ mod tests {
         }
         // A new book over the same file (a restarted server) sees the day's 100 bytes.
         let q = {
-            let db = super::super::db::Db::open(&path).unwrap();
+            let db = crate::pro::db::Db::open(&path).unwrap();
             let mut limits = Limits::default();
             limits.of_mut(Period::Day).set(Dir::Total, 100);
             Quotas::new(
