@@ -220,10 +220,7 @@ type StartError = Box<dyn std::error::Error>;
 
 /// Opens and locks the database, stores the settings reports read, and closes the rows a
 /// killed server left running. Returns the lock, held while serving.
-fn open_database(
-    args: &ProArgs,
-    settings: &Settings,
-) -> Result<(Db, std::fs::File), StartError> {
+fn open_database(args: &ProArgs, settings: &Settings) -> Result<(Db, std::fs::File), StartError> {
     let db = Db::open(Path::new(&args.db))?;
     let lock = db.lock_exclusive()?;
     let conn = db.connection()?;
@@ -240,12 +237,7 @@ fn open_database(
 
 /// The admission over the database's budgets: quotas read through a TTL cache, rows and usage
 /// sent to the writer.
-fn admission(
-    db: &Db,
-    writer: &Writer,
-    s: &Serve,
-    clock: Arc<dyn Clock>,
-) -> ProAdmission {
+fn admission(db: &Db, writer: &Writer, s: &Serve, clock: Arc<dyn Clock>) -> ProAdmission {
     let quotas = Arc::new(Quotas::new(
         db.pool().clone(),
         clock,
