@@ -2,6 +2,7 @@
 //!
 //! Prints `bench=ecsrp5_server_us value=<µs> unit=us` and the same for the client.
 //! `ECSRP5_BENCH_DETAIL=1` adds a breakdown of the server's steps on stderr.
+#![allow(unsafe_code)] // FFI for test tooling (signals, namespaces, sockets bound to a source address)
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! intervals begin and end on the relay's clock.
 //!
 //! Linux only, and root only (namespaces, TUN); elsewhere each test prints `skipped: <why>`.
-
+#![allow(unsafe_code)] // FFI for test tooling (signals, namespaces, sockets bound to a source address)
 #![cfg(target_os = "linux")]
 
 mod common;

@@ -7,6 +7,7 @@
 //!
 //! Linux only: other systems route only 127.0.0.1 on the loopback interface.
 #![cfg(all(feature = "pro", target_os = "linux"))]
+#![allow(unsafe_code)] // FFI for test tooling (signals, namespaces, sockets bound to a source address)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};

@@ -3,6 +3,7 @@
 //! whole name, and an unknown EC-SRP5 name gets the same decoy salt after a restart, as a
 //! real user keeps theirs.
 #![cfg(feature = "pro")]
+#![allow(unsafe_code)] // FFI for test tooling (signals, namespaces, sockets bound to a source address)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! Hostile input against a running server: after each attack a normal test completes and the
 //! server's thread count and memory return to their baseline (read from /proc).
+#![allow(unsafe_code)] // FFI for test tooling (signals, namespaces, sockets bound to a source address)
 
 mod common;
 

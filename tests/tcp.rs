@@ -1,4 +1,5 @@
 //! TCP tests end to end: the real `btest` binary as client and server over loopback.
+#![allow(unsafe_code)] // FFI for test tooling (signals, namespaces, sockets bound to a source address)
 
 mod common;
 

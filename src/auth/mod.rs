@@ -1,7 +1,5 @@
 //! Authentication: MD5 challenge-response and EC-SRP5, plus what the server knows of its users.
-#![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-#![forbid(unsafe_code)]
 
 pub mod ecsrp5;
 pub mod md5;

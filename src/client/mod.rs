@@ -1,5 +1,4 @@
 //! The client: connect, handshake, join secondary connections, run the engine, print.
-#![forbid(unsafe_code)]
 
 mod join;
 mod output;

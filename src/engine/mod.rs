@@ -1,6 +1,5 @@
 //! The data plane shared by client and server: one thread per stream direction, pacing, the
 //! once-a-second status exchange and interval accounting.
-#![forbid(unsafe_code)]
 
 pub mod acked;
 pub mod budget;
@@ -40,6 +39,11 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A receiver that expects data and gets none for this long treats the peer as gone.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long a stopped test goes on reading its TCP connections until the peer closes them: a
+/// socket closed with unread bytes is reset, and a reset throws away what is still queued for
+/// the peer. A peer closes once our FIN reaches it, so this is normally one round trip.
+pub const LINGER: Duration = Duration::from_secs(1);
 
 /// Spawns a named thread with a small stack. A panic inside is caught at the thread boundary
 /// and logged, so it ends only that thread's work; `on_exit` runs either way (it reports the end

@@ -19,7 +19,7 @@ use super::latency::LatencyProbe;
 pub use super::outcome::{EndReason, Interval, Outcome, StreamEnd};
 use super::state::{StreamSnapshot, TestState};
 use super::tcp::{self, ReceivePlan, SendPlan};
-use super::{RECV_TIMEOUT, SEND_TIMEOUT, STREAM_STACK_SIZE, spawn_guarded};
+use super::{LINGER, RECV_TIMEOUT, SEND_TIMEOUT, STREAM_STACK_SIZE, spawn_guarded};
 use crate::proto::StatusMessage;
 
 /// How our status messages leave, once per interval.
@@ -399,6 +399,9 @@ impl Session {
         // Sampled before the shutdown below resets the connections' state.
         let final_tcp = self.latency.sample();
         self.acked.freeze();
+        if reason == EndReason::Stream(StreamEnd::PeerClosed) {
+            self.state.mark_peer_ended();
+        }
         self.stop_threads();
         // Every write is in the counters now; what the peer had not acknowledged when the
         // test stopped (frozen above, or by this sample) is not reported as sent.
@@ -452,18 +455,15 @@ impl Session {
         for socket in &self.udp_sockets {
             shutdown_udp(socket);
         }
+        let deadline = Instant::now() + LINGER;
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
-        let deadline = Instant::now() + LINGER;
         for socket in self.sockets.iter().chain(control) {
             linger(socket, deadline);
         }
     }
 }
-
-/// How long a finished session waits for its peers to close their side of the connections.
-const LINGER: Duration = Duration::from_secs(1);
 
 /// Reads and drops what the peer still sends until it closes its side, or `deadline`.
 ///

@@ -147,6 +147,9 @@ impl StatusSlot {
 #[derive(Debug)]
 pub struct TestState {
     running: AtomicBool,
+    /// The peer ended the test (closed the primary connection): what it sent before that is
+    /// still arriving on the other connections and belongs to the test.
+    peer_ended: AtomicBool,
     streams: Mutex<Vec<Arc<StreamCounters>>>,
     /// Total transmit rate of the test in bit/s (0 = unpaced), shared by the senders.
     tx_total_bps: AtomicU64,
@@ -177,6 +180,7 @@ impl TestState {
     pub fn new(tx_rate_bps: u64) -> Arc<TestState> {
         Arc::new(TestState {
             running: AtomicBool::new(true),
+            peer_ended: AtomicBool::new(false),
             streams: Mutex::new(Vec::new()),
             tx_total_bps: AtomicU64::new(tx_rate_bps),
             feedback: tx_rate_bps == 0,
@@ -203,6 +207,17 @@ impl TestState {
     /// shut down).
     pub fn stop(&self) {
         self.running.store(false, Ordering::Relaxed);
+    }
+
+    /// Notes that the peer ended the test, before [`TestState::stop`]: receivers then count
+    /// what is still in flight until each connection's end of file.
+    pub fn mark_peer_ended(&self) {
+        self.peer_ended.store(true, Ordering::Relaxed);
+    }
+
+    /// True when the peer ended the test (see [`TestState::mark_peer_ended`]).
+    pub fn peer_ended(&self) -> bool {
+        self.peer_ended.load(Ordering::Relaxed)
     }
 
     /// Registers a new stream and returns its counters.

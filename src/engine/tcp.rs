@@ -11,7 +11,7 @@ use super::budget::{Allowance, Flow};
 use super::pacing::{Pacer, unit_for_rate};
 use super::session::StreamEnd;
 use super::state::{StreamCounters, TestState};
-use super::{IDLE_LIMIT, RECV_TIMEOUT, SEND_TIMEOUT};
+use super::{IDLE_LIMIT, LINGER, RECV_TIMEOUT, SEND_TIMEOUT};
 use crate::proto::{Payload, StatusScanner};
 
 /// Size of unpaced writes: large writes mean fewer system calls per gigabyte.
@@ -257,6 +257,11 @@ pub(crate) struct Reader<'a, L> {
 
 impl<L: Liveness> Reader<'_, L> {
     /// Reads until the stream ends and says why.
+    ///
+    /// Once the test stops, the reader goes on to the peer's end of file (at most [`LINGER`]):
+    /// closing a socket with unread bytes resets the connection, which throws away what is
+    /// still queued for the peer. Those bytes count only when the peer ended the test, since
+    /// then they were sent within it; after a stop of ours they arrived after the end.
     pub(crate) fn run(mut self, mut stream: TcpStream, state: &TestState) -> StreamEnd {
         let mut buf = vec![0u8; self.buffer];
         let mut scanner = self.scan_status.then(StatusScanner::new);
@@ -264,19 +269,29 @@ impl<L: Liveness> Reader<'_, L> {
             Some(_) => state.budget.allowance(Flow::Rx),
             None => Allowance::unlimited(),
         };
-        while state.running() {
-            let room = allowance.grant(buf.len());
+        let mut drain_until: Option<Instant> = None;
+        loop {
+            let counted = match drain_until {
+                None if state.running() => true,
+                None => {
+                    drain_until = Some(Instant::now() + LINGER);
+                    state.peer_ended()
+                }
+                Some(until) if Instant::now() >= until => return StreamEnd::Stopped,
+                Some(_) => state.peer_ended(),
+            };
+            let room = if counted {
+                allowance.grant(buf.len())
+            } else {
+                buf.len()
+            };
             if room == 0 {
                 return StreamEnd::BudgetSpent;
             }
             let event = match stream.read(buf.get_mut(..room).unwrap_or_default()) {
-                Ok(0) => {
-                    return if state.running() {
-                        StreamEnd::PeerClosed
-                    } else {
-                        StreamEnd::Stopped
-                    };
-                }
+                Ok(0) if drain_until.is_some() || !state.running() => return StreamEnd::Stopped,
+                Ok(0) => return StreamEnd::PeerClosed,
+                Ok(_) if !counted => continue,
                 Ok(n) => {
                     allowance.spend(n);
                     if let Some(counters) = self.counters {
@@ -298,6 +313,9 @@ impl<L: Liveness> Reader<'_, L> {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
+                    if drain_until.is_some() {
+                        return StreamEnd::Stopped;
+                    }
                     ReadEvent::Waited
                 }
                 Err(e) => return classify(&e, state),
@@ -306,6 +324,5 @@ impl<L: Liveness> Reader<'_, L> {
                 return end;
             }
         }
-        StreamEnd::Stopped
     }
 }

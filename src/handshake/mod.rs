@@ -3,7 +3,6 @@
 //! HELLO, the 16-byte command (or a secondary connection's join), the authentication the server
 //! asks for, and the OK that starts the test. Nothing here knows about sockets, so the same code
 //! runs over a `TcpStream`, an in-memory pipe in tests, or a fuzzer's byte source.
-#![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod client;

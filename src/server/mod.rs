@@ -3,7 +3,6 @@
 //!
 //! What differs between the plain and the pro server is injected through
 //! [`Authenticator`](crate::handshake::server::Authenticator); the loop itself exists once.
-#![forbid(unsafe_code)]
 
 pub mod addrkey;
 pub mod backoff;

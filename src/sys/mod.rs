@@ -1,4 +1,5 @@
 //! The operating-system facilities we need, each a few lines over `libc`.
+#![allow(unsafe_code)]
 
 pub mod alloc;
 pub mod clock;

@@ -6,6 +6,7 @@
 //! `#[path = "../tests/common/mod.rs"] mod common;`. Not every includer uses every helper,
 //! hence the `allow` below rather than copies per file.
 #![allow(dead_code)]
+#![allow(unsafe_code)] // FFI for test tooling (signals, namespaces, sockets bound to a source address)
 
 pub mod netns;
 #[cfg(feature = "pro")]
