@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use btest_rs::handshake::AuthMethod;
+use btest_rs::policy::{Admission, AdmissionRequest};
 use btest_rs::pro::admission::{Limits as ConnLimits, ProAdmission};
 use btest_rs::pro::db::Db;
 use btest_rs::pro::quota::{Dir, Limits, Period, QuotaConfig, Quotas, SystemClock, Tz};
 use btest_rs::pro::writer::{Op, Writer};
 use btest_rs::proto::{Command as TestCommand, Direction, Payload, Protocol};
-use btest_rs::server::policy::{Admission, AdmissionRequest};
 use common::pro::{PRO, TempDb};
 use common::{BTEST, TestServer, client, summary_bytes};
 

@@ -18,13 +18,13 @@ use crate::server::{DEFAULT_MAX_HANDSHAKES_PER_IP, DEFAULT_MAX_SESSIONS, ServerC
 
 mod listening;
 
-pub use listening::{Listen, limit, listen4, listen6, server_config};
+pub(crate) use listening::{Listen, limit, listen4, listen6, server_config};
 
 /// MikroTik Bandwidth Test (btest) client and server, wire-compatible with RouterOS
 /// `/tool bandwidth-test`.
 #[derive(FromArgs, Debug, Default)]
 #[argh(help_triggers("-h", "--help"))]
-pub struct Args {
+pub(crate) struct Args {
     /// run as server
     #[argh(switch, short = 's')]
     pub server: bool,
@@ -203,7 +203,7 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
 
 /// Parses a rate in bit/s: `500K`, `100M`, `1.5G`, `2T`, or a plain number; an optional `bps`
 /// or `b` suffix is accepted. Multipliers are 1000-based, as RouterOS and iperf use them.
-pub fn parse_rate(value: &str) -> Result<u64, String> {
+pub(crate) fn parse_rate(value: &str) -> Result<u64, String> {
     let bad = || format!("invalid rate '{value}': use e.g. 500K, 100M, 1.5G or bits/s");
     let trimmed = value.trim();
     let lower = trimmed.to_ascii_lowercase();
@@ -232,10 +232,10 @@ pub fn parse_rate(value: &str) -> Result<u64, String> {
 
 /// The largest rate the command's u32 speed fields carry; higher rates are clamped to it with a
 /// warning rather than wrapped.
-pub const MAX_WIRE_RATE: u64 = u32::MAX as u64;
+pub(crate) const MAX_WIRE_RATE: u64 = u32::MAX as u64;
 
 /// Clamps a rate to what the wire can carry, warning when it had to.
-pub fn wire_rate(bps: u64, what: &str) -> u32 {
+pub(crate) fn wire_rate(bps: u64, what: &str) -> u32 {
     match u32::try_from(bps) {
         Ok(r) => r,
         Err(_) => {
@@ -249,7 +249,7 @@ pub fn wire_rate(bps: u64, what: &str) -> u32 {
 
 /// Credentials from `-a` / `-p`; `-a` without `-p` (or the reverse) is an error, never a silent
 /// "no authentication".
-pub fn credentials(args: &Args) -> Result<Option<(String, String)>, UsageError> {
+pub(crate) fn credentials(args: &Args) -> Result<Option<(String, String)>, UsageError> {
     match (&args.authuser, &args.authpass) {
         (Some(u), Some(p)) => {
             if u.is_empty() {
@@ -270,7 +270,7 @@ pub fn credentials(args: &Args) -> Result<Option<(String, String)>, UsageError> 
 
 /// Validates the server-side flags into a configuration (authentication and outputs are the
 /// caller's).
-pub fn server_args(args: &Args) -> Result<ServerConfig, UsageError> {
+pub(crate) fn server_args(args: &Args) -> Result<ServerConfig, UsageError> {
     if args.client.is_some() {
         return Err(usage("-s and -c exclude each other"));
     }
@@ -299,7 +299,7 @@ pub fn server_args(args: &Args) -> Result<ServerConfig, UsageError> {
 
 /// Rates of both transmitters after `-b` and the per-direction overrides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rates {
+pub(crate) struct Rates {
     /// Our (the client's) transmitter, bit/s, 0 = unlimited.
     pub local_bps: u64,
     /// The server's transmitter, bit/s, 0 = unlimited.
@@ -307,7 +307,7 @@ pub struct Rates {
 }
 
 /// `-b` applies to every direction the test runs; the RouterOS-style flags override it.
-pub fn rates(args: &Args) -> Rates {
+pub(crate) fn rates(args: &Args) -> Rates {
     Rates {
         local_bps: args.local_tx_speed.or(args.bandwidth).unwrap_or(0),
         remote_bps: args.remote_tx_speed.or(args.bandwidth).unwrap_or(0),
@@ -316,7 +316,7 @@ pub fn rates(args: &Args) -> Rates {
 
 /// Validates `--udp-size` (the whole IP packet; RouterOS accepts 28..=64000, and our 4-byte
 /// sequence header needs at least 32 over IPv4).
-pub fn udp_size(args: &Args) -> Result<u16, UsageError> {
+pub(crate) fn udp_size(args: &Args) -> Result<u16, UsageError> {
     let size = args.udp_size;
     if !(32..=64000).contains(&size) {
         return Err(usage(format!("--udp-size {size} out of range 32..=64000")));
@@ -325,7 +325,7 @@ pub fn udp_size(args: &Args) -> Result<u16, UsageError> {
 }
 
 /// Validates `--connections`.
-pub fn connections(args: &Args) -> Result<u8, UsageError> {
+pub(crate) fn connections(args: &Args) -> Result<u8, UsageError> {
     match args.connections {
         None => Ok(1),
         Some(n @ 1..=255) => Ok(n as u8),

@@ -15,16 +15,22 @@
 //! * `pro` (feature `pro`): the user database, byte budgets and session history of
 //!   `btest-server-pro`.
 
+#![deny(unreachable_pub)]
+
 pub mod app;
 pub mod auth;
-pub mod cli;
-pub mod client;
-pub mod engine;
+mod cli;
+mod client;
+mod engine;
 pub mod handshake;
-pub mod log;
+mod log;
 #[cfg(feature = "pro")]
 pub mod pro;
 pub mod proto;
-pub mod report;
-pub mod server;
+mod report;
+mod server;
 pub mod sys;
+
+/// The traits the server core is extended through: an admission decides who may run a test and
+/// what is recorded (`btest-server-pro` implements them over its database).
+pub use server::policy;

@@ -9,23 +9,24 @@ use std::sync::atomic::{AtomicI8, Ordering};
 static LEVEL: AtomicI8 = AtomicI8::new(0);
 
 /// Level of the server's session start and end lines: shown even with `btest -s -q`.
-pub const SESSION: i8 = -1;
+pub(crate) const SESSION: i8 = -1;
 
-/// Level `-q` selects where only errors are wanted.
-pub const ERRORS_ONLY: i8 = -2;
+/// Level `-q` selects where only errors are wanted (`btest-server-pro`).
+#[cfg(feature = "pro")]
+pub(crate) const ERRORS_ONLY: i8 = -2;
 
 /// Sets the global verbosity.
-pub fn set_level(level: i8) {
+pub(crate) fn set_level(level: i8) {
     LEVEL.store(level, Ordering::Relaxed);
 }
 
 /// The global verbosity.
-pub fn level() -> i8 {
+pub(crate) fn level() -> i8 {
     LEVEL.load(Ordering::Relaxed)
 }
 
 /// True when messages of `level` are printed.
-pub fn enabled(level: i8) -> bool {
+pub(crate) fn enabled(level: i8) -> bool {
     self::level() >= level
 }
 
@@ -49,6 +50,6 @@ macro_rules! log_error {
 
 /// The level a command line selects: `quiet` (the binary's meaning of `-q`) when given,
 /// otherwise 0 plus one per `-v`, up to 2.
-pub fn chosen(quiet: Option<i8>, verbose: u8) -> i8 {
+pub(crate) fn chosen(quiet: Option<i8>, verbose: u8) -> i8 {
     quiet.unwrap_or(verbose.min(2) as i8)
 }

@@ -12,7 +12,7 @@ use crate::server::addrkey;
 
 /// The value of `--listen` or `--listen6`: an address of that family, or `none`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listen {
+pub(crate) enum Listen {
     /// `none`: no listener of this family.
     Off,
     /// Listen on this address.
@@ -21,13 +21,13 @@ pub enum Listen {
 
 impl Listen {
     /// `--listen` not given: every IPv4 address.
-    pub const DEFAULT_V4: Listen = Listen::At(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    pub(crate) const DEFAULT_V4: Listen = Listen::At(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
 
     /// `--listen6` not given: no IPv6 listener.
-    pub const DEFAULT_V6: Listen = Listen::Off;
+    pub(crate) const DEFAULT_V6: Listen = Listen::Off;
 
     /// The address to listen on, if any.
-    pub fn addr(self) -> Option<IpAddr> {
+    pub(crate) fn addr(self) -> Option<IpAddr> {
         match self {
             Listen::Off => None,
             Listen::At(addr) => Some(addr),
@@ -36,12 +36,12 @@ impl Listen {
 }
 
 /// Parses `--listen` (argh `from_str_fn`): an IPv4 address or `none`.
-pub fn listen4(value: &str) -> Result<Listen, String> {
+pub(crate) fn listen4(value: &str) -> Result<Listen, String> {
     parse_listen(value, false)
 }
 
 /// Parses `--listen6` (argh `from_str_fn`): an IPv6 address, `[::1]` form too, or `none`.
-pub fn listen6(value: &str) -> Result<Listen, String> {
+pub(crate) fn listen6(value: &str) -> Result<Listen, String> {
     parse_listen(value, true)
 }
 
@@ -65,7 +65,7 @@ fn parse_listen(value: &str, v6: bool) -> Result<Listen, String> {
 
 /// The listening side both servers share: the listeners of `--listen` and `--listen6`, the
 /// control port and the first UDP data port.
-pub fn server_config(
+pub(crate) fn server_config(
     [listen, listen6]: [Listen; 2],
     port: u16,
     udp_port_base: u16,
@@ -83,7 +83,7 @@ pub fn server_config(
 
 /// The limits both servers share, after each checked its counts its own way: concurrent
 /// tests, handshakes per address, and the IPv6 prefix that makes an address (checked here).
-pub fn limit(
+pub(crate) fn limit(
     cfg: &mut ServerConfig,
     max_sessions: usize,
     max_handshakes_per_ip: usize,

@@ -4,7 +4,7 @@ mod join;
 mod output;
 mod udp;
 
-pub use output::{ClientOutput, Format, OutputOptions, TextOutput};
+pub(crate) use output::{ClientOutput, Format, OutputOptions};
 
 use std::fmt;
 use std::io;
@@ -21,11 +21,11 @@ use crate::handshake::{AuthMethod, HandshakeError};
 use crate::proto::{Command, Direction, Payload, Protocol};
 
 /// How long connecting and the handshake may take.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the client needs to run one test.
 #[derive(Debug, Clone)]
-pub struct ClientConfig {
+pub(crate) struct ClientConfig {
     /// Server host name or address, as typed (brackets around IPv6 allowed).
     pub host: String,
     /// Server control port.
@@ -54,7 +54,7 @@ pub struct ClientConfig {
 
 /// Why a test could not run or ended badly.
 #[derive(Debug)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// The host did not resolve.
     Resolve { host: String, source: io::Error },
     /// No address of the host accepted the connection.
@@ -69,7 +69,7 @@ pub enum ClientError {
 
 impl ClientError {
     /// Process exit code for this error (see docs/btest.1, EXIT STATUS).
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             ClientError::Handshake(e) if e.is_auth_failure() => 3,
             _ => 1,
@@ -135,7 +135,7 @@ fn prepare(stream: &TcpStream) -> io::Result<()> {
 }
 
 /// The command a configuration sends.
-pub fn command_for(cfg: &ClientConfig) -> Command {
+pub(crate) fn command_for(cfg: &ClientConfig) -> Command {
     // RouterOS fills the count for UDP too: N streams from N client ports (protocol doc 7.5).
     let tcp_conn_count = if cfg.connections >= 2 {
         cfg.connections
@@ -159,15 +159,13 @@ pub fn command_for(cfg: &ClientConfig) -> Command {
 
 /// What the caller learns about a finished test.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub(crate) struct Report {
     /// Totals and the reason it ended.
     pub outcome: Outcome,
     /// How we authenticated.
     pub auth: AuthMethod,
     /// Connections actually used.
     pub connections: usize,
-    /// The peer's last CPU report.
-    pub remote_cpu: Option<u8>,
     /// Bytes the peer said it received from us, summed over its status messages; `None` when
     /// it sent none (a TCP server that only transmits).
     pub peer_received: Option<u64>,
@@ -176,7 +174,7 @@ pub struct Report {
 }
 
 /// Runs one test; `on_interval` sees every interval, `stop` ends the test early (Ctrl-C).
-pub fn run(cfg: &ClientConfig, hooks: Hooks<'_>) -> Result<Report, ClientError> {
+pub(crate) fn run(cfg: &ClientConfig, hooks: Hooks<'_>) -> Result<Report, ClientError> {
     let cmd = command_for(cfg);
     let (mut primary, addr) = connect(&cfg.host, cfg.port)?;
     prepare(&primary).map_err(ClientError::Io)?;
@@ -212,7 +210,7 @@ pub fn run(cfg: &ClientConfig, hooks: Hooks<'_>) -> Result<Report, ClientError> 
 }
 
 /// How the caller watches and ends a test.
-pub struct Hooks<'a> {
+pub(crate) struct Hooks<'a> {
     /// Ends the test early when a signal arrives (Ctrl-C, SIGTERM).
     pub stop: Option<&'a Receiver<i32>>,
     /// Samples our CPU load once per interval.
@@ -250,7 +248,6 @@ impl Report {
             outcome,
             auth,
             connections,
-            remote_cpu: state.remote_cpu(),
             peer_received: state.remote_received_total(),
             peer_reports: state.remote_reports(),
         }
@@ -314,7 +311,7 @@ fn run_tcp(started: Started<'_>, hooks: Hooks<'_>) -> Result<Report, ClientError
 
 /// Exit code for a test that ran: 0 when it ended as asked, 1 when the peer or the network
 /// ended it first.
-pub fn exit_code(report: &Report) -> i32 {
+pub(crate) fn exit_code(report: &Report) -> i32 {
     match report.outcome.reason {
         reason if reason.is_clean() => 0,
         EndReason::Stream(_) => 1,

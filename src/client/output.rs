@@ -26,7 +26,7 @@ use crate::report::syslog::Syslog;
 
 /// What stdout carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// Interval lines and a summary for people (and scripts that parse them).
     Text,
     /// One JSON document at the end.
@@ -36,7 +36,7 @@ pub enum Format {
 }
 
 /// Prints intervals as text lines and the summary at the end.
-pub struct TextOutput {
+pub(crate) struct TextOutput {
     sides: Sides,
     style: LineStyle,
     quiet: bool,
@@ -46,7 +46,7 @@ pub struct TextOutput {
 
 impl TextOutput {
     /// Output for a test with `sides`; `quiet` drops the interval lines.
-    pub fn new(sides: Sides, style: LineStyle, quiet: bool) -> TextOutput {
+    pub(crate) fn new(sides: Sides, style: LineStyle, quiet: bool) -> TextOutput {
         TextOutput {
             sides,
             style,
@@ -56,7 +56,7 @@ impl TextOutput {
     }
 
     /// Prints one interval's lines (none with `-q`).
-    pub fn interval(&mut self, iv: &Interval<'_>) {
+    pub(crate) fn interval(&mut self, iv: &Interval<'_>) {
         if self.quiet {
             return;
         }
@@ -66,7 +66,7 @@ impl TextOutput {
     }
 
     /// Prints the summary of `rec`; `sent_after` holds what we had sent after each interval.
-    pub fn summary(&mut self, rec: &TestRecord, sent_after: &[u64]) {
+    pub(crate) fn summary(&mut self, rec: &TestRecord, sent_after: &[u64]) {
         self.lines.clear();
         lines::summary_lines(rec, self.style.verbose, sent_after, &mut self.lines);
         print_lines(&self.lines);
@@ -75,7 +75,7 @@ impl TextOutput {
 
 /// Display options of [`ClientOutput`].
 #[derive(Clone, Copy, Debug)]
-pub struct OutputOptions {
+pub(crate) struct OutputOptions {
     /// Text, JSON or JSON lines on stdout.
     pub format: Format,
     /// No interval lines in text mode.
@@ -89,7 +89,7 @@ pub struct OutputOptions {
 }
 
 /// Every sink of one client test, fed by the same intervals and the same record.
-pub struct ClientOutput {
+pub(crate) struct ClientOutput {
     format: Format,
     text: TextOutput,
     record: TestRecord,
@@ -105,7 +105,11 @@ pub struct ClientOutput {
 impl ClientOutput {
     /// Sinks for a test of `cfg`; `csv` was opened at start-up so a bad path fails before
     /// connecting.
-    pub fn new(cfg: &ClientConfig, opts: OutputOptions, csv: Option<CsvSink>) -> ClientOutput {
+    pub(crate) fn new(
+        cfg: &ClientConfig,
+        opts: OutputOptions,
+        csv: Option<CsvSink>,
+    ) -> ClientOutput {
         let style = LineStyle {
             verbose: opts.verbose,
             per_stream: opts.per_stream,
@@ -124,19 +128,19 @@ impl ClientOutput {
     }
 
     /// Also draws the test into `svg` (`--svg`), created at start-up like the CSV file.
-    pub fn with_svg(mut self, svg: Option<SvgSink>) -> ClientOutput {
+    pub(crate) fn with_svg(mut self, svg: Option<SvgSink>) -> ClientOutput {
         self.svg = svg;
         self
     }
 
     /// Also sends the test's events to `syslog` (`--syslog`), resolved at start-up.
-    pub fn with_syslog(mut self, syslog: Option<Syslog>) -> ClientOutput {
+    pub(crate) fn with_syslog(mut self, syslog: Option<Syslog>) -> ClientOutput {
         self.syslog = syslog;
         self
     }
 
     /// The sides of this test (which directions, UDP or not), for sinks opened apart.
-    pub fn sides(cfg: &ClientConfig) -> Sides {
+    pub(crate) fn sides(cfg: &ClientConfig) -> Sides {
         Sides {
             tx: cfg.direction.client_tx(),
             rx: cfg.direction.client_rx(),
@@ -145,12 +149,12 @@ impl ClientOutput {
     }
 
     /// The test is about to start: says so on syslog.
-    pub fn started(&self) {
+    pub(crate) fn started(&self) {
         self.event(&events::started(&self.record));
     }
 
     /// Takes one interval: adds it to the record and writes it in the chosen format.
-    pub fn interval(&mut self, iv: &Interval<'_>) {
+    pub(crate) fn interval(&mut self, iv: &Interval<'_>) {
         let offset = self.record.add(iv);
         let sent = self.sent_after.last().copied().unwrap_or(0) + iv.tx_bytes;
         self.sent_after.push(sent);
@@ -176,7 +180,7 @@ impl ClientOutput {
     /// Ends the record with `report`, writes the summary in the chosen format, sends the
     /// syslog event and appends the CSV row. The error is the CSV file's: the result reached
     /// stdout, but the row was lost and the user must know.
-    pub fn finish(&mut self, report: &Report) -> io::Result<()> {
+    pub(crate) fn finish(&mut self, report: &Report) -> io::Result<()> {
         self.record.authenticated(report.auth.name(), None);
         self.record.finish(End {
             outcome: report.outcome.clone(),
@@ -200,7 +204,7 @@ impl ClientOutput {
     /// The test could not run: in the JSON formats, stdout still gets a document (with
     /// `"error"`) so a script reading it learns why rather than finding nothing; syslog gets
     /// the failure.
-    pub fn failed(&mut self, error: &ClientError) {
+    pub(crate) fn failed(&mut self, error: &ClientError) {
         let why = error.to_string();
         if self.format != Format::Text {
             self.print_document(Some(&why));
@@ -211,7 +215,7 @@ impl ClientOutput {
 
     /// Writes the `--svg` picture, if one was asked for, after [`ClientOutput::finish`]; apart
     /// from it so the caller can name the file that failed.
-    pub fn finish_svg(&mut self) -> io::Result<()> {
+    pub(crate) fn finish_svg(&mut self) -> io::Result<()> {
         match self.svg.as_mut() {
             Some(sink) => sink.finish(&self.record),
             None => Ok(()),

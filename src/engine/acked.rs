@@ -54,7 +54,7 @@ impl Sender {
 
 /// Turns the written byte counts of a session's TCP senders into acknowledged ones.
 #[derive(Debug, Default)]
-pub struct AckMeter {
+pub(crate) struct AckMeter {
     senders: Vec<Sender>,
 }
 
@@ -62,7 +62,7 @@ impl AckMeter {
     /// Registers the sending connection whose counters are at `index`, before it sends test
     /// data. `socket` must stay open while the meter samples it (the session's tracked clone
     /// does).
-    pub fn add(&mut self, index: usize, socket: &TcpStream) {
+    pub(crate) fn add(&mut self, index: usize, socket: &TcpStream) {
         let fd = socket.as_raw_fd();
         self.senders.push(Sender {
             index,
@@ -78,7 +78,7 @@ impl AckMeter {
     /// final interval ends there too: what the kernel still sends while the threads are being
     /// stopped and joined is not counted. Only where `tcpi_bytes_acked` exists; the other
     /// sources need the written total, which is final only once the threads are joined.
-    pub fn freeze(&mut self) {
+    pub(crate) fn freeze(&mut self) {
         for sender in &mut self.senders {
             if sender.base.is_some() {
                 sender.frozen = bytes_acked(sender.fd);
@@ -89,7 +89,7 @@ impl AckMeter {
     /// Replaces the written bytes in this interval's snapshots of the senders with the bytes
     /// acknowledged since the previous interval. Bytes written but not acknowledged stay
     /// pending: reported in a later interval once acknowledged, never if the test ends first.
-    pub fn apply(&mut self, snapshots: &mut [StreamSnapshot]) {
+    pub(crate) fn apply(&mut self, snapshots: &mut [StreamSnapshot]) {
         for sender in &mut self.senders {
             let Some(snap) = snapshots.get_mut(sender.index) else {
                 continue;
@@ -103,7 +103,7 @@ impl AckMeter {
 
     /// Bytes written but not (yet) reported as sent, all senders: what the send buffers held
     /// at the last sample.
-    pub fn unacknowledged(&self) -> u64 {
+    pub(crate) fn unacknowledged(&self) -> u64 {
         self.senders
             .iter()
             .map(|s| s.written.saturating_sub(s.reported))

@@ -33,10 +33,10 @@ pub trait Budget: Send + Sync {
 /// Bytes a stream draws at a time: small against any budget worth setting (20 streams hold
 /// at most 5 MiB between them), large enough that a 10 Gbit/s stream draws ~5000 times a
 /// second.
-pub const CHUNK: u64 = 256 * 1024;
+pub(crate) const CHUNK: u64 = 256 * 1024;
 
 /// One stream's drawn and not yet moved bytes.
-pub struct Allowance {
+pub(crate) struct Allowance {
     budget: Option<Arc<dyn Budget>>,
     flow: Flow,
     left: u64,
@@ -44,20 +44,20 @@ pub struct Allowance {
 
 impl Allowance {
     /// An allowance drawing from `budget`; unlimited without one.
-    pub fn new(budget: Option<Arc<dyn Budget>>, flow: Flow) -> Allowance {
+    pub(crate) fn new(budget: Option<Arc<dyn Budget>>, flow: Flow) -> Allowance {
         let left = if budget.is_some() { 0 } else { u64::MAX };
         Allowance { budget, flow, left }
     }
 
     /// An allowance that never runs out.
-    pub fn unlimited() -> Allowance {
+    pub(crate) fn unlimited() -> Allowance {
         Allowance::new(None, Flow::Tx)
     }
 
     /// How many of `want` bytes the stream may move now (drawing a chunk when it holds none);
     /// 0 when the budget is spent. Call [`Allowance::spend`] with what was moved.
     #[inline]
-    pub fn grant(&mut self, want: usize) -> usize {
+    pub(crate) fn grant(&mut self, want: usize) -> usize {
         if self.left == 0 && !self.refill(1) {
             return 0;
         }
@@ -67,7 +67,7 @@ impl Allowance {
     /// Takes `n` bytes, drawing more when the stream holds fewer; false (and nothing taken)
     /// when the budget cannot give them. For units that cannot be cut, such as datagrams.
     #[inline]
-    pub fn take(&mut self, n: u64) -> bool {
+    pub(crate) fn take(&mut self, n: u64) -> bool {
         if self.left < n && !self.refill(n - self.left) {
             return false;
         }
@@ -77,14 +77,14 @@ impl Allowance {
 
     /// Counts `n` bytes moved out of a [`Allowance::grant`].
     #[inline]
-    pub fn spend(&mut self, n: usize) {
+    pub(crate) fn spend(&mut self, n: usize) {
         self.left = self.left.saturating_sub(n as u64);
     }
 
     /// Returns `n` bytes taken but not moved (a datagram the kernel did not send) to this
     /// stream's allowance.
     #[inline]
-    pub fn give_back(&mut self, n: u64) {
+    pub(crate) fn give_back(&mut self, n: u64) {
         self.left = self.left.saturating_add(n);
     }
 
@@ -104,16 +104,16 @@ impl Allowance {
 
 /// Where a test keeps its budget: set once, before the streams start.
 #[derive(Default)]
-pub struct BudgetSlot(OnceLock<Arc<dyn Budget>>);
+pub(crate) struct BudgetSlot(OnceLock<Arc<dyn Budget>>);
 
 impl BudgetSlot {
     /// Sets the budget; a second call is ignored (a test has one policy).
-    pub fn set(&self, budget: Arc<dyn Budget>) {
+    pub(crate) fn set(&self, budget: Arc<dyn Budget>) {
         let _ = self.0.set(budget);
     }
 
     /// A new stream's allowance for `flow`.
-    pub fn allowance(&self, flow: Flow) -> Allowance {
+    pub(crate) fn allowance(&self, flow: Flow) -> Allowance {
         Allowance::new(self.0.get().cloned(), flow)
     }
 }

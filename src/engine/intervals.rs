@@ -26,19 +26,19 @@ pub(super) struct Hold {
 
 impl Hold {
     /// When the held interval, if any, may be reported.
-    pub fn due(&self) -> Option<Instant> {
+    pub(super) fn due(&self) -> Option<Instant> {
         self.held.as_ref().map(|h| h.due)
     }
 
     /// Holds an interval back. Its figures move out of `snapshots`, which gets a spare vector
     /// in return (no allocation once both have grown).
-    pub fn hold(&mut self, held: Held, snapshots: &mut Vec<StreamSnapshot>) {
+    pub(super) fn hold(&mut self, held: Held, snapshots: &mut Vec<StreamSnapshot>) {
         std::mem::swap(&mut self.snapshots, snapshots);
         self.held = Some(held);
     }
 
     /// The held interval, if any, with its loss settled now, and its figures.
-    pub fn release(&mut self, state: &TestState) -> Option<(Held, &[StreamSnapshot])> {
+    pub(super) fn release(&mut self, state: &TestState) -> Option<(Held, &[StreamSnapshot])> {
         let held = self.held.take()?;
         state.settle_loss(&mut self.snapshots);
         Some((held, &self.snapshots))
@@ -76,7 +76,7 @@ pub(super) struct Totals {
 
 impl Totals {
     /// Adds an interval's figures to the sums and builds the interval to report.
-    pub fn interval<'a>(
+    pub(super) fn interval<'a>(
         &mut self,
         index: u32,
         duration: Duration,

@@ -73,7 +73,7 @@ impl Aggregate {
 
 /// The data connections of one session and what they reported last.
 #[derive(Debug, Default)]
-pub struct LatencyProbe {
+pub(crate) struct LatencyProbe {
     /// Descriptors of the session's tracked socket clones, which live as long as the session.
     fds: Vec<RawFd>,
     /// Each connection's retransmission counter at the previous sample.
@@ -84,14 +84,14 @@ pub struct LatencyProbe {
 impl LatencyProbe {
     /// Adds a data connection. `socket` must stay open as long as the probe samples it (the
     /// session's tracked clone does).
-    pub fn add(&mut self, socket: &TcpStream) {
+    pub(crate) fn add(&mut self, socket: &TcpStream) {
         self.fds.push(socket.as_raw_fd());
         self.last_retransmits.push(0);
     }
 
     /// Reads every connection once; `None` when there are none or the platform has no
     /// `TCP_INFO`.
-    pub fn sample(&mut self) -> Option<TcpLatency> {
+    pub(crate) fn sample(&mut self) -> Option<TcpLatency> {
         let mut interval = Aggregate::default();
         for (fd, last) in self.fds.iter().zip(self.last_retransmits.iter_mut()) {
             if let Some(stats) = tcp_stats(*fd) {
@@ -105,7 +105,7 @@ impl LatencyProbe {
     }
 
     /// Min/avg/max over every sample of the test and the total retransmissions.
-    pub fn test_total(&self) -> Option<TcpLatency> {
+    pub(crate) fn test_total(&self) -> Option<TcpLatency> {
         self.test.result()
     }
 }

@@ -1,26 +1,26 @@
 //! The data plane shared by client and server: one thread per stream direction, pacing, the
 //! once-a-second status exchange and interval accounting.
 
-pub mod acked;
-pub mod budget;
+pub(crate) mod acked;
+pub(crate) mod budget;
 mod intervals;
-pub mod latency;
+pub(crate) mod latency;
 mod outcome;
-pub mod pacing;
+pub(crate) mod pacing;
 mod role;
-pub mod rx_loss;
-pub mod seq_gate;
-pub mod session;
-pub mod state;
-pub mod tcp;
-pub mod udp;
+pub(crate) mod rx_loss;
+pub(crate) mod seq_gate;
+pub(crate) mod session;
+pub(crate) mod state;
+pub(crate) mod tcp;
+pub(crate) mod udp;
 mod udp_session;
 
-pub use latency::TcpLatency;
-pub use role::{Role, Setup, start_tcp};
-pub use session::{EndReason, Interval, Outcome, RunOptions, Session, StatusOut};
-pub use state::{StreamCounters, StreamSnapshot, TestState};
-pub use udp_session::{UdpCounts, UdpLink, UdpStats, start_udp};
+pub(crate) use latency::TcpLatency;
+pub(crate) use role::{Role, Setup, start_tcp};
+pub(crate) use session::{EndReason, Interval, Outcome, RunOptions, Session};
+pub(crate) use state::TestState;
+pub(crate) use udp_session::{UdpCounts, UdpLink, start_udp};
 
 use std::io;
 use std::thread::{self, JoinHandle};
@@ -28,27 +28,27 @@ use std::time::Duration;
 
 /// Stack size of data-plane threads: their buffers live on the heap, so a small stack is enough
 /// and keeps hundreds of sessions cheap.
-pub const STREAM_STACK_SIZE: usize = 128 * 1024;
+pub(crate) const STREAM_STACK_SIZE: usize = 128 * 1024;
 
 /// Kernel receive timeout of data sockets: how long a blocked read waits before the loop checks
 /// whether the test is still running.
-pub const RECV_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const RECV_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Kernel send timeout of data sockets: a peer that stops reading for this long ends the test.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A receiver that expects data and gets none for this long treats the peer as gone.
-pub const IDLE_LIMIT: Duration = Duration::from_secs(10);
+pub(crate) const IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long a stopped test goes on reading its TCP connections until the peer closes them: a
 /// socket closed with unread bytes is reset, and a reset throws away what is still queued for
 /// the peer. A peer closes once our FIN reaches it, so this is normally one round trip.
-pub const LINGER: Duration = Duration::from_secs(1);
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
 /// Spawns a named thread with a small stack. A panic inside is caught at the thread boundary
 /// and logged, so it ends only that thread's work; `on_exit` runs either way (it reports the end
 /// of the stream to the session driver).
-pub fn spawn_guarded<F, E>(
+pub(crate) fn spawn_guarded<F, E>(
     name: String,
     stack_size: usize,
     body: F,

@@ -13,25 +13,25 @@ use std::time::{Duration, Instant};
 
 /// Sends are let through without sleeping while the schedule is less than this far ahead:
 /// shorter sleeps cost more in overshoot than they shape.
-pub const SLEEP_SLACK: Duration = Duration::from_micros(200);
+pub(crate) const SLEEP_SLACK: Duration = Duration::from_micros(200);
 
 /// A sender further behind its schedule than this (or two intervals, whichever is longer)
 /// forgets the debt instead of bursting to repay it. Shorter stalls are repaid: on a busy
 /// server a sender thread is often kept off the CPU for tens of milliseconds (100 sessions
 /// at 10 Mbit/s on two cores lost up to 11 % of a second that way with 20 ms here), and only
 /// repaying them keeps each test's rate within 1 %.
-pub const MAX_DEBT: Duration = Duration::from_millis(200);
+pub(crate) const MAX_DEBT: Duration = Duration::from_millis(200);
 
 /// Paces sends of one stream.
 #[derive(Debug)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     interval: Duration,
     next: Option<Instant>,
 }
 
 impl Pacer {
     /// A pacer for `unit_bytes`-byte sends at `rate_bps` (0 = unpaced).
-    pub fn new(rate_bps: u64, unit_bytes: usize) -> Pacer {
+    pub(crate) fn new(rate_bps: u64, unit_bytes: usize) -> Pacer {
         Pacer {
             interval: interval_for(rate_bps, unit_bytes),
             next: None,
@@ -39,12 +39,12 @@ impl Pacer {
     }
 
     /// Changes the rate from the next send on, keeping the schedule's phase.
-    pub fn set_rate(&mut self, rate_bps: u64, unit_bytes: usize) {
+    pub(crate) fn set_rate(&mut self, rate_bps: u64, unit_bytes: usize) {
         self.interval = interval_for(rate_bps, unit_bytes);
     }
 
     /// Blocks until the next send is due, then books it.
-    pub fn wait(&mut self) {
+    pub(crate) fn wait(&mut self) {
         if self.interval.is_zero() {
             return;
         }
@@ -67,7 +67,7 @@ impl Pacer {
 ///
 /// Unlike the protocol's UDP interval rule this never clamps: callers size their units so that
 /// a paced stream sends many of them per second (see [`unit_for_rate`]).
-pub fn interval_for(rate_bps: u64, unit_bytes: usize) -> Duration {
+pub(crate) fn interval_for(rate_bps: u64, unit_bytes: usize) -> Duration {
     if rate_bps == 0 {
         return Duration::ZERO;
     }
@@ -77,7 +77,7 @@ pub fn interval_for(rate_bps: u64, unit_bytes: usize) -> Duration {
 
 /// Write size for a paced TCP stream: at most `max_unit`, small enough for about 50 writes a
 /// second so that low rates are smooth and exact, and never below 64 bytes.
-pub fn unit_for_rate(rate_bps: u64, max_unit: usize) -> usize {
+pub(crate) fn unit_for_rate(rate_bps: u64, max_unit: usize) -> usize {
     if rate_bps == 0 {
         return max_unit;
     }

@@ -16,7 +16,7 @@ use crate::proto::{Command, Direction};
 
 /// Which end of the test we are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// We sent the command.
     Client,
     /// We accepted it.
@@ -25,7 +25,7 @@ pub enum Role {
 
 impl Role {
     /// True when we send data in a test of direction `dir`.
-    pub fn transmits(self, dir: Direction) -> bool {
+    pub(crate) fn transmits(self, dir: Direction) -> bool {
         match self {
             Role::Client => dir.client_tx(),
             Role::Server => dir.server_tx(),
@@ -33,7 +33,7 @@ impl Role {
     }
 
     /// True when we receive data in a test of direction `dir`.
-    pub fn receives(self, dir: Direction) -> bool {
+    pub(crate) fn receives(self, dir: Direction) -> bool {
         match self {
             Role::Client => dir.client_rx(),
             Role::Server => dir.server_rx(),
@@ -42,7 +42,7 @@ impl Role {
 }
 
 /// What either end knows of a test once its handshake is done.
-pub struct Setup<'a> {
+pub(crate) struct Setup<'a> {
     /// Our end.
     pub role: Role,
     /// The command, as sent or received.
@@ -58,12 +58,12 @@ pub struct Setup<'a> {
 
 impl Setup<'_> {
     /// True when we send data.
-    pub fn transmits(&self) -> bool {
+    pub(crate) fn transmits(&self) -> bool {
         self.role.transmits(self.cmd.direction)
     }
 
     /// True when we receive data.
-    pub fn receives(&self) -> bool {
+    pub(crate) fn receives(&self) -> bool {
         self.role.receives(self.cmd.direction)
     }
 
@@ -96,7 +96,7 @@ impl Setup<'_> {
 
 /// Starts a TCP test over `streams` (the primary connection first): a sender on each when we
 /// transmit, a receiver on each always. The returned session is ready for its driver.
-pub fn start_tcp(setup: &Setup<'_>, streams: Vec<TcpStream>) -> io::Result<Session> {
+pub(crate) fn start_tcp(setup: &Setup<'_>, streams: Vec<TcpStream>) -> io::Result<Session> {
     let status_out = setup.tcp_status_out(streams.first())?;
     let inject = matches!(status_out, StatusOut::Inject);
     let mut session = Session::new(setup.state(), setup.label.clone(), status_out);

@@ -23,19 +23,19 @@ use super::udp::UdpTotals;
 use crate::proto::udp::{LossCounts, SeqMark, SeqTracker};
 
 /// Shortest reorder window: how long a missing datagram may still arrive before it is lost.
-pub const MIN_REORDER_WINDOW: Duration = Duration::from_millis(100);
+pub(crate) const MIN_REORDER_WINDOW: Duration = Duration::from_millis(100);
 /// Longest reorder window, so that an interval's line is never held back for long.
-pub const MAX_REORDER_WINDOW: Duration = Duration::from_millis(500);
+pub(crate) const MAX_REORDER_WINDOW: Duration = Duration::from_millis(500);
 
 /// The reorder window for a path with smoothed round-trip time `rtt` (if known): three round
 /// trips, within [`MIN_REORDER_WINDOW`] and [`MAX_REORDER_WINDOW`].
-pub fn reorder_window(rtt: Option<Duration>) -> Duration {
+pub(crate) fn reorder_window(rtt: Option<Duration>) -> Duration {
     rtt.map_or(MIN_REORDER_WINDOW, |r| r * 3)
         .clamp(MIN_REORDER_WINDOW, MAX_REORDER_WINDOW)
 }
 
 /// Something whose loss is decided per interval by the session driver.
-pub trait IntervalLoss: Send + Sync + std::fmt::Debug {
+pub(crate) trait IntervalLoss: Send + Sync + std::fmt::Debug {
     /// The interval ends now: remember where every sequence stands.
     fn mark_interval_end(&self);
     /// The reorder window after the last mark has passed: declare lost what is still missing
@@ -45,7 +45,7 @@ pub trait IntervalLoss: Send + Sync + std::fmt::Debug {
 
 /// Per-stream state of a UDP receiver.
 #[derive(Debug)]
-pub struct RxStream {
+pub(crate) struct RxStream {
     /// Loss accounting from sequence numbers.
     pub tracker: SeqTracker,
     counters: Arc<StreamCounters>,
@@ -69,7 +69,7 @@ impl RxStream {
     }
 
     /// Moves what the last batch added into the shared counters.
-    pub fn flush(&mut self, totals: &UdpTotals) {
+    pub(crate) fn flush(&mut self, totals: &UdpTotals) {
         if self.packets > 0 {
             self.counters.add_rx(self.bytes);
             self.counters.add_rx_packets(self.packets);
@@ -95,14 +95,14 @@ impl RxStream {
 
 /// The streams of one receiver thread.
 #[derive(Debug)]
-pub struct RxGroup {
+pub(crate) struct RxGroup {
     streams: Mutex<Vec<RxStream>>,
     totals: Arc<UdpTotals>,
 }
 
 impl RxGroup {
     /// A group of one stream per set of counters.
-    pub fn new(counters: Vec<Arc<StreamCounters>>, totals: Arc<UdpTotals>) -> Arc<RxGroup> {
+    pub(crate) fn new(counters: Vec<Arc<StreamCounters>>, totals: Arc<UdpTotals>) -> Arc<RxGroup> {
         Arc::new(RxGroup {
             streams: Mutex::new(counters.into_iter().map(RxStream::new).collect()),
             totals,
@@ -110,17 +110,17 @@ impl RxGroup {
     }
 
     /// The streams, for one batch of datagrams.
-    pub fn lock(&self) -> MutexGuard<'_, Vec<RxStream>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<RxStream>> {
         self.streams.lock()
     }
 
     /// Whole-test counts the group adds to.
-    pub fn totals(&self) -> &UdpTotals {
+    pub(crate) fn totals(&self) -> &UdpTotals {
         &self.totals
     }
 
     /// The receiver is done: every number still missing up to the highest seen is lost now.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         for s in self.streams.lock().iter_mut() {
             s.flush(&self.totals);
             let last = s.tracker.finish();

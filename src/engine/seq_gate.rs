@@ -16,11 +16,11 @@
 //! A false match therefore costs at most one ignored message, and never latches.
 
 /// Largest step over the last accepted seq taken without confirmation.
-pub const MAX_STEP: u32 = 4;
+pub(crate) const MAX_STEP: u32 = 4;
 
 /// What the gate made of one sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Use the message.
     Accept,
     /// Same seq as the last accepted one.
@@ -31,7 +31,7 @@ pub enum Verdict {
 
 /// The gate's memory: the last accepted seq (0 before the first) and an unconfirmed jump.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SeqGate {
+pub(crate) struct SeqGate {
     last: u32,
     pending: Option<u32>,
 }
@@ -44,7 +44,7 @@ fn follows(base: u32, seq: u32) -> bool {
 
 impl SeqGate {
     /// Judges `seq` and updates the gate.
-    pub fn check(&mut self, seq: u32) -> Verdict {
+    pub(crate) fn check(&mut self, seq: u32) -> Verdict {
         if self.last != 0 && seq == self.last {
             return Verdict::Repeat;
         }
@@ -62,7 +62,7 @@ impl SeqGate {
 
     /// The last accepted seq (0 before the first).
     #[cfg(test)]
-    pub fn last(&self) -> u32 {
+    pub(crate) fn last(&self) -> u32 {
         self.last
     }
 }

@@ -16,14 +16,14 @@ use crossbeam_channel::{Receiver, Sender};
 use super::acked::AckMeter;
 use super::intervals::{Held, Hold, Totals, reorder_window};
 use super::latency::LatencyProbe;
-pub use super::outcome::{EndReason, Interval, Outcome, StreamEnd};
+pub(crate) use super::outcome::{EndReason, Interval, Outcome, StreamEnd};
 use super::state::{StreamSnapshot, TestState};
 use super::tcp::{self, ReceivePlan, SendPlan};
 use super::{LINGER, RECV_TIMEOUT, SEND_TIMEOUT, STREAM_STACK_SIZE, spawn_guarded};
 use crate::proto::StatusMessage;
 
 /// How our status messages leave, once per interval.
-pub enum StatusOut {
+pub(crate) enum StatusOut {
     /// We send none (TCP client; TCP server that only transmits).
     None,
     /// Written directly on the control connection (UDP; TCP server that only receives).
@@ -34,7 +34,7 @@ pub enum StatusOut {
 }
 
 /// Settings of one run of the driver.
-pub struct RunOptions<'a> {
+pub(crate) struct RunOptions<'a> {
     /// End the test at this instant.
     pub deadline: Option<Instant>,
     /// End the test when a signal arrives here.
@@ -55,7 +55,7 @@ struct Ended {
 }
 
 /// A running test: its threads, its sockets, and the channel they report their end on.
-pub struct Session {
+pub(crate) struct Session {
     state: Arc<TestState>,
     label: String,
     status_out: StatusOut,
@@ -117,7 +117,11 @@ enum Wake {
 impl Session {
     /// A session whose threads are named after `label` (usually the peer address), whose
     /// status messages leave through `status_out`.
-    pub fn new(state: Arc<TestState>, label: impl Into<String>, status_out: StatusOut) -> Session {
+    pub(crate) fn new(
+        state: Arc<TestState>,
+        label: impl Into<String>,
+        status_out: StatusOut,
+    ) -> Session {
         let (ended_tx, ended_rx) = crossbeam_channel::unbounded();
         Session {
             state,
@@ -135,12 +139,12 @@ impl Session {
     }
 
     /// The shared state.
-    pub fn state(&self) -> &Arc<TestState> {
+    pub(crate) fn state(&self) -> &Arc<TestState> {
         &self.state
     }
 
     /// Starts a thread that belongs to this session; its end is reported to the driver.
-    pub fn spawn(
+    pub(crate) fn spawn(
         &mut self,
         role: &str,
         primary: bool,
@@ -171,7 +175,7 @@ impl Session {
 
     /// Keeps a handle on a socket so the session can shut it down when it ends, which wakes any
     /// thread blocked on it at once.
-    pub fn track_socket(&mut self, socket: &TcpStream) -> io::Result<()> {
+    pub(crate) fn track_socket(&mut self, socket: &TcpStream) -> io::Result<()> {
         self.sockets.push(socket.try_clone()?);
         Ok(())
     }
@@ -179,14 +183,14 @@ impl Session {
     /// Keeps a handle on a UDP socket so the session can shut it down when it ends: on Linux
     /// that wakes a thread blocked in a receive at once (elsewhere the 1 s receive timeout
     /// does).
-    pub fn track_udp(&mut self, socket: &UdpSocket) -> io::Result<()> {
+    pub(crate) fn track_udp(&mut self, socket: &UdpSocket) -> io::Result<()> {
         self.udp_sockets.push(socket.try_clone()?);
         Ok(())
     }
 
     /// Adds a TCP connection: a sender thread if `send` is given, and always a receiver, which
     /// also notices when the peer closes.
-    pub fn add_tcp(
+    pub(crate) fn add_tcp(
         &mut self,
         stream: TcpStream,
         send: Option<SendPlan>,
@@ -222,7 +226,7 @@ impl Session {
 
     /// Runs the test to its end, calling `on_interval` once a second and once more for the
     /// final partial interval, then stops and joins every thread.
-    pub fn run(
+    pub(crate) fn run(
         mut self,
         mut opts: RunOptions<'_>,
         mut on_interval: impl FnMut(&Interval<'_>),

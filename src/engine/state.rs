@@ -15,14 +15,14 @@ use crate::proto::status::{STATUS_LEN, StatusMessage};
 /// Highest status sequence number we believe. A message "found" in random TCP payload has a
 /// uniformly random seq; real peers count up from 1 once a second, so a test would need 12 days
 /// to get here.
-pub const MAX_PLAUSIBLE_STATUS_SEQ: u32 = 1_080_000;
+pub(crate) const MAX_PLAUSIBLE_STATUS_SEQ: u32 = 1_080_000;
 
 /// Marker for "the peer's CPU load is unknown".
 const CPU_UNKNOWN: u8 = u8::MAX;
 
 /// Byte and packet counters of one stream (a TCP connection or a UDP flow), per interval.
 #[derive(Debug, Default)]
-pub struct StreamCounters {
+pub(crate) struct StreamCounters {
     tx: AtomicU64,
     rx: AtomicU64,
     tx_packets: AtomicU64,
@@ -54,54 +54,54 @@ pub struct StreamSnapshot {
 impl StreamCounters {
     /// Counts bytes sent.
     #[inline]
-    pub fn add_tx(&self, bytes: u64) {
+    pub(crate) fn add_tx(&self, bytes: u64) {
         self.tx.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Counts bytes received.
     #[inline]
-    pub fn add_rx(&self, bytes: u64) {
+    pub(crate) fn add_rx(&self, bytes: u64) {
         self.rx.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Counts datagrams sent.
     #[inline]
-    pub fn add_tx_packets(&self, n: u64) {
+    pub(crate) fn add_tx_packets(&self, n: u64) {
         self.tx_packets.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Counts datagrams received.
     #[inline]
-    pub fn add_rx_packets(&self, n: u64) {
+    pub(crate) fn add_rx_packets(&self, n: u64) {
         self.rx_packets.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Counts datagrams lost.
     #[inline]
-    pub fn add_lost(&self, n: u64) {
+    pub(crate) fn add_lost(&self, n: u64) {
         self.lost.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Counts datagrams that arrived out of order.
     #[inline]
-    pub fn add_reordered(&self, n: u64) {
+    pub(crate) fn add_reordered(&self, n: u64) {
         self.reordered.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Counts datagrams that arrived twice.
     #[inline]
-    pub fn add_duplicates(&self, n: u64) {
+    pub(crate) fn add_duplicates(&self, n: u64) {
         self.duplicates.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Takes the datagrams lost since the last take.
-    pub fn take_lost(&self) -> u64 {
+    pub(crate) fn take_lost(&self) -> u64 {
         self.lost.swap(0, Ordering::Relaxed)
     }
 
     /// Swaps every counter to zero and returns what it held, so each byte is reported in
     /// exactly one interval.
-    pub fn take(&self) -> StreamSnapshot {
+    pub(crate) fn take(&self) -> StreamSnapshot {
         StreamSnapshot {
             tx_bytes: self.tx.swap(0, Ordering::Relaxed),
             rx_bytes: self.rx.swap(0, Ordering::Relaxed),
@@ -116,14 +116,14 @@ impl StreamCounters {
 
 /// A status message waiting for the transmitting thread to put it between two data writes.
 #[derive(Debug, Default)]
-pub struct StatusSlot {
+pub(crate) struct StatusSlot {
     pending: AtomicBool,
     message: Mutex<[u8; STATUS_LEN]>,
 }
 
 impl StatusSlot {
     /// Leaves a message for the transmitter (replacing one not yet sent).
-    pub fn put(&self, msg: &StatusMessage) {
+    pub(crate) fn put(&self, msg: &StatusMessage) {
         let mut message = self.message.lock();
         *message = msg.encode();
         self.pending.store(true, Ordering::Release);
@@ -131,7 +131,7 @@ impl StatusSlot {
 
     /// Takes the pending message, if any: one relaxed load when there is none.
     #[inline]
-    pub fn take(&self) -> Option<[u8; STATUS_LEN]> {
+    pub(crate) fn take(&self) -> Option<[u8; STATUS_LEN]> {
         if !self.pending.load(Ordering::Relaxed) {
             return None;
         }
@@ -145,7 +145,7 @@ impl StatusSlot {
 
 /// Everything the threads of one test share.
 #[derive(Debug)]
-pub struct TestState {
+pub(crate) struct TestState {
     running: AtomicBool,
     /// The peer ended the test (closed the primary connection): what it sent before that is
     /// still arriving on the other connections and belongs to the test.
@@ -177,7 +177,7 @@ pub struct TestState {
 impl TestState {
     /// State for a test whose total transmit rate is `tx_rate_bps` (0 = unlimited, in which case
     /// the peer's status reports pace us).
-    pub fn new(tx_rate_bps: u64) -> Arc<TestState> {
+    pub(crate) fn new(tx_rate_bps: u64) -> Arc<TestState> {
         Arc::new(TestState {
             running: AtomicBool::new(true),
             peer_ended: AtomicBool::new(false),
@@ -199,29 +199,29 @@ impl TestState {
 
     /// True until the test is stopped; every loop checks it after each blocking call.
     #[inline]
-    pub fn running(&self) -> bool {
+    pub(crate) fn running(&self) -> bool {
         self.running.load(Ordering::Relaxed)
     }
 
     /// Stops the test; loops notice within one socket timeout (or at once when their socket is
     /// shut down).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.running.store(false, Ordering::Relaxed);
     }
 
     /// Notes that the peer ended the test, before [`TestState::stop`]: receivers then count
     /// what is still in flight until each connection's end of file.
-    pub fn mark_peer_ended(&self) {
+    pub(crate) fn mark_peer_ended(&self) {
         self.peer_ended.store(true, Ordering::Relaxed);
     }
 
     /// True when the peer ended the test (see [`TestState::mark_peer_ended`]).
-    pub fn peer_ended(&self) -> bool {
+    pub(crate) fn peer_ended(&self) -> bool {
         self.peer_ended.load(Ordering::Relaxed)
     }
 
     /// Registers a new stream and returns its counters.
-    pub fn add_stream(&self, transmits: bool) -> Arc<StreamCounters> {
+    pub(crate) fn add_stream(&self, transmits: bool) -> Arc<StreamCounters> {
         let counters = Arc::new(StreamCounters::default());
         self.streams.lock().push(counters.clone());
         if transmits {
@@ -231,29 +231,29 @@ impl TestState {
     }
 
     /// Number of streams registered so far: the position the next one's counters get.
-    pub fn stream_count(&self) -> usize {
+    pub(crate) fn stream_count(&self) -> usize {
         self.streams.lock().len()
     }
 
     /// Snapshot of every stream's interval counters, in registration order.
-    pub fn take_streams(&self, out: &mut Vec<StreamSnapshot>) {
+    pub(crate) fn take_streams(&self, out: &mut Vec<StreamSnapshot>) {
         out.clear();
         out.extend(self.streams.lock().iter().map(|s| s.take()));
     }
 
     /// Registers a receiver whose loss is settled per interval (see `rx_loss`).
-    pub fn add_interval_loss(&self, loss: Arc<dyn IntervalLoss>) {
+    pub(crate) fn add_interval_loss(&self, loss: Arc<dyn IntervalLoss>) {
         self.interval_loss.lock().push(loss);
     }
 
     /// True when some receiver's loss is settled per interval: the driver then holds each
     /// interval back for a reorder window.
-    pub fn settles_loss(&self) -> bool {
+    pub(crate) fn settles_loss(&self) -> bool {
         !self.interval_loss.lock().is_empty()
     }
 
     /// The interval ends now: every receiver remembers where its sequences stand.
-    pub fn mark_interval_end(&self) {
+    pub(crate) fn mark_interval_end(&self) {
         for l in self.interval_loss.lock().iter() {
             l.mark_interval_end();
         }
@@ -261,7 +261,7 @@ impl TestState {
 
     /// The reorder window after the last mark has passed: receivers declare what is still
     /// missing, and each stream's loss is added to `out` (in registration order).
-    pub fn settle_loss(&self, out: &mut [StreamSnapshot]) {
+    pub(crate) fn settle_loss(&self, out: &mut [StreamSnapshot]) {
         for l in self.interval_loss.lock().iter() {
             l.settle();
         }
@@ -271,19 +271,19 @@ impl TestState {
     }
 
     /// Starts the receive clock, unless it has started.
-    pub fn note_rx_start(&self) {
+    pub(crate) fn note_rx_start(&self) {
         self.rx_started.get_or_init(Instant::now);
     }
 
     /// When the first data datagram arrived, if one has.
-    pub fn rx_started(&self) -> Option<Instant> {
+    pub(crate) fn rx_started(&self) -> Option<Instant> {
         self.rx_started.get().copied()
     }
 
     /// Current per-stream transmit rate in bit/s (0 = unpaced): the test's rate shared evenly
     /// by its transmitting streams.
     #[inline]
-    pub fn tx_rate_bps(&self) -> u64 {
+    pub(crate) fn tx_rate_bps(&self) -> u64 {
         let streams = self.tx_streams.load(Ordering::Relaxed).max(1) as u64;
         self.tx_total_bps.load(Ordering::Relaxed) / streams
     }
@@ -293,7 +293,7 @@ impl TestState {
     /// sequence number, a repeated one, or one out of line that the next message does not
     /// confirm (false matches in random payload, see [`SeqGate`]) are ignored; returns whether
     /// this one was used.
-    pub fn on_remote_status(&self, msg: StatusMessage) -> bool {
+    pub(crate) fn on_remote_status(&self, msg: StatusMessage) -> bool {
         if msg.seq == 0 || msg.seq > MAX_PLAUSIBLE_STATUS_SEQ {
             return false;
         }
@@ -315,19 +315,19 @@ impl TestState {
     /// Notes that data arrived (UDP receivers, once per batch): the peer is alive. A load
     /// first, so the cache line is written only when the flag was taken meanwhile.
     #[inline]
-    pub fn note_data(&self) {
+    pub(crate) fn note_data(&self) {
         if !self.data_seen.load(Ordering::Relaxed) {
             self.data_seen.store(true, Ordering::Relaxed);
         }
     }
 
     /// True when data arrived since the last call.
-    pub fn take_data_seen(&self) -> bool {
+    pub(crate) fn take_data_seen(&self) -> bool {
         self.data_seen.swap(false, Ordering::Relaxed)
     }
 
     /// The peer's last reported CPU load.
-    pub fn remote_cpu(&self) -> Option<u8> {
+    pub(crate) fn remote_cpu(&self) -> Option<u8> {
         match self.remote_cpu.load(Ordering::Relaxed) {
             CPU_UNKNOWN => None,
             cpu => Some(cpu),
@@ -335,14 +335,14 @@ impl TestState {
     }
 
     /// How many of the peer's status messages were taken in.
-    pub fn remote_reports(&self) -> u64 {
+    pub(crate) fn remote_reports(&self) -> u64 {
         self.remote_reports.load(Ordering::Relaxed)
     }
 
     /// What the peer said it received over the whole test (the sum of its reports); `None`
     /// when it sent none. The peer reports once a second, so bytes it received after its last
     /// report are not in this.
-    pub fn remote_received_total(&self) -> Option<u64> {
+    pub(crate) fn remote_received_total(&self) -> Option<u64> {
         (self.remote_reports.load(Ordering::Relaxed) > 0)
             .then(|| self.remote_bytes_total.load(Ordering::Relaxed))
     }

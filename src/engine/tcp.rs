@@ -15,13 +15,13 @@ use super::{IDLE_LIMIT, LINGER, RECV_TIMEOUT, SEND_TIMEOUT};
 use crate::proto::{Payload, StatusScanner};
 
 /// Size of unpaced writes: large writes mean fewer system calls per gigabyte.
-pub const UNPACED_WRITE: usize = 128 * 1024;
+pub(crate) const UNPACED_WRITE: usize = 128 * 1024;
 /// Size of the receive buffer.
-pub const READ_BUFFER: usize = 128 * 1024;
+pub(crate) const READ_BUFFER: usize = 128 * 1024;
 
 /// How a sender fills and sizes its writes.
 #[derive(Clone, Copy, Debug)]
-pub struct SendPlan {
+pub(crate) struct SendPlan {
     /// Largest paced write (the command's `tx_size`).
     pub tx_size: usize,
     /// Zeros or random bytes.
@@ -32,7 +32,7 @@ pub struct SendPlan {
 
 /// What a receiver does with the bytes.
 #[derive(Clone, Copy, Debug)]
-pub struct ReceivePlan {
+pub(crate) struct ReceivePlan {
     /// Count received bytes as test data (false on a connection that only carries status).
     pub count: bool,
     /// Look for the peer's status messages in the stream.
@@ -42,7 +42,7 @@ pub struct ReceivePlan {
 }
 
 /// A buffer of `len` bytes: zeros, or random bytes drawn once (RouterOS `random-data`).
-pub fn payload_buffer(len: usize, payload: Payload) -> Vec<u8> {
+pub(crate) fn payload_buffer(len: usize, payload: Payload) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     if payload == Payload::Random {
         crate::sys::random::fill_or_abort(&mut buf);
@@ -51,7 +51,7 @@ pub fn payload_buffer(len: usize, payload: Payload) -> Vec<u8> {
 }
 
 /// Maps a socket error to why the stream ended.
-pub fn classify(err: &io::Error, state: &TestState) -> StreamEnd {
+pub(crate) fn classify(err: &io::Error, state: &TestState) -> StreamEnd {
     if !state.running() {
         return StreamEnd::Stopped;
     }
@@ -66,7 +66,7 @@ pub fn classify(err: &io::Error, state: &TestState) -> StreamEnd {
 }
 
 /// Sends data until the test stops or the socket fails.
-pub fn send_loop(
+pub(crate) fn send_loop(
     mut stream: TcpStream,
     state: &TestState,
     counters: &StreamCounters,
@@ -139,7 +139,7 @@ pub fn send_loop(
 /// socket's unacknowledged bytes), looked at whenever a write comes back short: a sender whose
 /// peer took less than this within the send timeout is stalled. 64 KiB per 10 s is 52 kbit/s,
 /// below any link worth testing unpaced (paced senders write small units that never block).
-pub const MIN_PROGRESS: u64 = 64 * 1024;
+pub(crate) const MIN_PROGRESS: u64 = 64 * 1024;
 
 /// What the peer had taken at the last time it was seen moving.
 struct Progress {
@@ -182,7 +182,7 @@ impl Progress {
 
 /// Receives until the peer closes, the test stops, or (when data is expected) the peer has
 /// been silent for [`IDLE_LIMIT`].
-pub fn receive_loop(
+pub(crate) fn receive_loop(
     stream: TcpStream,
     state: &TestState,
     counters: &StreamCounters,

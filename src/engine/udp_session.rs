@@ -18,7 +18,7 @@ use crate::proto::CLIENT_UDP_PORT_OFFSET;
 use crate::proto::udp::{UDP_HEADER_LEN, payload_len, wire_bytes};
 
 /// The sockets and addresses of a UDP test.
-pub struct UdpLink {
+pub(crate) struct UdpLink {
     /// Our bound sockets: the client's one per stream, or the server's one for all.
     pub sockets: Vec<UdpSocket>,
     /// The peer's address (IPv4-mapped addresses normalized).
@@ -29,7 +29,7 @@ pub struct UdpLink {
 
 impl UdpLink {
     /// The first of the client's ports: the server's + 256.
-    pub fn client_port(&self) -> u16 {
+    pub(crate) fn client_port(&self) -> u16 {
         self.server_port.saturating_add(CLIENT_UDP_PORT_OFFSET)
     }
 
@@ -56,7 +56,7 @@ impl UdpLink {
 
 /// Whole-test datagram counts of a UDP test's receivers, for the end-of-test log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct UdpCounts {
+pub(crate) struct UdpCounts {
     /// Datagrams received (duplicates included).
     pub received: u64,
     /// Datagrams that never arrived.
@@ -71,7 +71,7 @@ pub struct UdpCounts {
 
 /// What a started UDP test keeps beside its session: the payload size and the receivers'
 /// whole-test counts.
-pub struct UdpStats {
+pub(crate) struct UdpStats {
     /// Payload bytes per datagram (the UDP header's length when the packet size is too small).
     pub payload_len: usize,
     totals: Arc<UdpTotals>,
@@ -80,7 +80,7 @@ pub struct UdpStats {
 
 impl UdpStats {
     /// The counts so far (final once the session has ended).
-    pub fn counts(&self) -> UdpCounts {
+    pub(crate) fn counts(&self) -> UdpCounts {
         UdpCounts {
             received: self.totals.received.load(Ordering::Relaxed),
             lost: self.totals.lost.load(Ordering::Relaxed),
@@ -94,7 +94,7 @@ impl UdpStats {
 /// Starts a UDP test over `link`, with `control` as its control connection: a sender per
 /// stream when we transmit, receivers when we receive, and the control reader. The returned
 /// session is ready for its driver; the sockets close when it ends.
-pub fn start_udp(
+pub(crate) fn start_udp(
     setup: &Setup<'_>,
     link: UdpLink,
     control: TcpStream,

@@ -182,13 +182,13 @@ pub(crate) mod pipe {
     }
 
     /// One end of the pipe.
-    pub struct End {
+    pub(crate) struct End {
         rx: Arc<Chan>,
         tx: Arc<Chan>,
     }
 
     /// A connected pair of ends.
-    pub fn pair() -> (End, End) {
+    pub(crate) fn pair() -> (End, End) {
         let a = Arc::new(Chan::default());
         let b = Arc::new(Chan::default());
         (

@@ -18,7 +18,7 @@ use crate::{log, log_error};
 use super::db::{DbError, Pool, sql};
 
 /// The user table, looked up per handshake through the read pool.
-pub struct DbAuth {
+pub(crate) struct DbAuth {
     pool: Pool,
     method: AuthMethod,
     decoy: OnceLock<[u8; 32]>,
@@ -26,7 +26,7 @@ pub struct DbAuth {
 
 impl DbAuth {
     /// Users of `pool`, offered `method` (MD5 or EC-SRP5).
-    pub fn new(pool: Pool, method: AuthMethod) -> DbAuth {
+    pub(crate) fn new(pool: Pool, method: AuthMethod) -> DbAuth {
         DbAuth {
             pool,
             method,
@@ -44,7 +44,7 @@ impl DbAuth {
 
 /// A user an MD5 response names, with their MD5 secret (`None`: added without `--md5`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Md5User {
+pub(crate) struct Md5User {
     /// The name as stored: the whole name, where the response carries at most 32 bytes.
     pub name: String,
     /// The password MD5 needs.
@@ -57,7 +57,7 @@ pub struct Md5User {
 /// text). A shorter name matches only itself; a 32-byte one the user of exactly that name,
 /// else the one longer name starting with it (none if several do: RouterOS cuts names the
 /// same way, and nothing on the wire tells them apart).
-pub fn md5_user(conn: &Connection, wire: &[u8]) -> Result<Option<Md5User>, DbError> {
+pub(crate) fn md5_user(conn: &Connection, wire: &[u8]) -> Result<Option<Md5User>, DbError> {
     let query = if wire.len() < USER_FIELD_LEN {
         "SELECT name, md5_secret FROM users WHERE CAST(name AS BLOB) = ?1"
     } else {

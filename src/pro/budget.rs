@@ -40,7 +40,7 @@ pub struct Line {
 }
 
 /// The shortest time a test may take to spend what its budget had left when it was admitted.
-pub const SPREAD: Duration = Duration::from_secs(1);
+pub(crate) const SPREAD: Duration = Duration::from_secs(1);
 
 /// One direction's pace: draws are spread at `per_sec` bytes a second at most.
 struct Pace {
@@ -78,7 +78,7 @@ impl Pace {
 }
 
 /// The budget of one test.
-pub struct SessionBudget {
+pub(crate) struct SessionBudget {
     lines: Vec<Line>,
     drawn_in: AtomicU64,
     drawn_out: AtomicU64,
@@ -89,7 +89,7 @@ pub struct SessionBudget {
 
 impl SessionBudget {
     /// A budget over `lines`, paced by what they have left now.
-    pub fn new(lines: Vec<Line>) -> SessionBudget {
+    pub(crate) fn new(lines: Vec<Line>) -> SessionBudget {
         let left = |inbound| {
             lines
                 .iter()
@@ -109,12 +109,13 @@ impl SessionBudget {
     }
 
     /// The budget that refused a draw first, if any did.
-    pub fn spent(&self) -> Option<Spent> {
+    pub(crate) fn spent(&self) -> Option<Spent> {
         self.spent.lock().clone()
     }
 
     /// Bytes (in, out) drawn so far.
-    pub fn drawn(&self) -> (u64, u64) {
+    #[cfg(test)]
+    pub(crate) fn drawn(&self) -> (u64, u64) {
         (
             self.drawn_in.load(Ordering::Acquire),
             self.drawn_out.load(Ordering::Acquire),
@@ -123,7 +124,7 @@ impl SessionBudget {
 
     /// Ends the test's drawing: the counters are set back by what was drawn beyond the bytes
     /// counted (`moved_in`, `moved_out`), or forward if more was counted than drawn.
-    pub fn settle(&self, moved_in: u64, moved_out: u64) {
+    pub(crate) fn settle(&self, moved_in: u64, moved_out: u64) {
         let (di, d_o) = (
             self.drawn_in.swap(0, Ordering::AcqRel),
             self.drawn_out.swap(0, Ordering::AcqRel),

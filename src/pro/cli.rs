@@ -24,7 +24,7 @@ use super::quota::{Dir, Period, Tz, parse_size};
 /// below apply where the database has no override for the user or address.
 #[derive(FromArgs, Debug)]
 #[argh(help_triggers("-h", "--help"))]
-pub struct ProArgs {
+pub(crate) struct ProArgs {
     /// database file (default btest.db); created with mode 0600 and migrated on start
     #[argh(option, arg_name = "PATH", default = "String::from(\"btest.db\")")]
     pub db: String,
@@ -152,7 +152,7 @@ pub struct ProArgs {
 /// Administration subcommands.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
-pub enum Sub {
+pub(crate) enum Sub {
     /// Users.
     User(UserCmd),
     /// Address budgets.
@@ -166,7 +166,7 @@ pub enum Sub {
 /// manage users (add, del, list, passwd, show, set-quota)
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "user")]
-pub struct UserCmd {
+pub(crate) struct UserCmd {
     #[argh(subcommand)]
     pub cmd: UserSub,
 }
@@ -174,7 +174,7 @@ pub struct UserCmd {
 /// User subcommands.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
-pub enum UserSub {
+pub(crate) enum UserSub {
     /// Add.
     Add(UserAdd),
     /// Delete.
@@ -192,7 +192,7 @@ pub enum UserSub {
 /// add a user (stores the EC-SRP5 salt and verifier; with --md5 also the password)
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "add")]
-pub struct UserAdd {
+pub(crate) struct UserAdd {
     /// user name
     #[argh(positional)]
     pub name: String,
@@ -211,7 +211,7 @@ pub struct UserAdd {
 /// delete a user and their budget overrides
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "del")]
-pub struct UserDel {
+pub(crate) struct UserDel {
     /// user name
     #[argh(positional)]
     pub name: String,
@@ -220,12 +220,12 @@ pub struct UserDel {
 /// list users
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "list")]
-pub struct UserList {}
+pub(crate) struct UserList {}
 
 /// change a user's password (a user with an MD5 secret keeps one)
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "passwd")]
-pub struct UserPasswd {
+pub(crate) struct UserPasswd {
     /// user name
     #[argh(positional)]
     pub name: String,
@@ -247,7 +247,7 @@ pub struct UserPasswd {
 /// show a user, their budgets and this period's usage
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "show")]
-pub struct UserShow {
+pub(crate) struct UserShow {
     /// user name
     #[argh(positional)]
     pub name: String,
@@ -257,7 +257,7 @@ pub struct UserShow {
 /// "default" = back to the server's default)
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "set-quota")]
-pub struct SetQuota {
+pub(crate) struct SetQuota {
     /// user name or IP address
     #[argh(positional)]
     pub name: String,
@@ -279,7 +279,7 @@ pub struct SetQuota {
 /// manage per-address budgets (set-quota, show)
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "ip")]
-pub struct IpCmd {
+pub(crate) struct IpCmd {
     #[argh(subcommand)]
     pub cmd: IpSub,
 }
@@ -287,7 +287,7 @@ pub struct IpCmd {
 /// Address subcommands.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
-pub enum IpSub {
+pub(crate) enum IpSub {
     /// Set budgets.
     SetQuota(SetQuota),
     /// Show.
@@ -297,7 +297,7 @@ pub enum IpSub {
 /// show an address's budgets and this period's usage
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "show")]
-pub struct IpShow {
+pub(crate) struct IpShow {
     /// IP address
     #[argh(positional)]
     pub addr: String,
@@ -306,7 +306,7 @@ pub struct IpShow {
 /// print usage against budget for the current day, week or month
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "usage")]
-pub struct UsageCmd {
+pub(crate) struct UsageCmd {
     /// only this user
     #[argh(option, arg_name = "USER")]
     pub user: Option<String>,
@@ -322,7 +322,7 @@ pub struct UsageCmd {
 /// list recent sessions, newest first
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "sessions")]
-pub struct SessionsCmd {
+pub(crate) struct SessionsCmd {
     /// how many (default 20)
     #[argh(option, arg_name = "N", default = "20")]
     pub last: u32,

@@ -50,7 +50,7 @@ pub struct LiveSession {
 
 /// Final outcomes of session rows, in the order of [`Metrics::sessions`]. They are the values of
 /// the `outcome` column, so the metric and the database agree.
-pub const OUTCOMES: [&str; 5] = ["completed", "quota", "error", "refused", "auth_failed"];
+pub(crate) const OUTCOMES: [&str; 5] = ["completed", "quota", "error", "refused", "auth_failed"];
 
 /// Refusal reasons, in the order of [`Metrics::refusals`].
 const REASONS: [RefusalKind; 6] = [

@@ -10,18 +10,18 @@
 //! * [`users`]: the administration commands; [`cli`]: the flags.
 
 pub mod admission;
-pub mod authn;
-pub mod budget;
-pub mod cli;
+pub(crate) mod authn;
+pub(crate) mod budget;
+pub(crate) mod cli;
 pub mod db;
-pub mod health;
-pub mod http;
-pub mod live;
+pub(crate) mod health;
+pub(crate) mod http;
+pub(crate) mod live;
 pub mod quota;
-pub mod refusals;
-pub mod secret_input;
-pub mod store;
-pub mod users;
+pub(crate) mod refusals;
+pub(crate) mod secret_input;
+pub(crate) mod store;
+pub(crate) mod users;
 pub mod writer;
 
 use std::path::Path;

@@ -10,11 +10,11 @@ use std::net::IpAddr;
 use super::writer::SessionRow;
 
 /// Addresses and outcomes recorded per minute at most.
-pub const MAX_KEYS: usize = 1024;
+pub(crate) const MAX_KEYS: usize = 1024;
 
 /// What to do with one refusal.
 #[derive(Debug, Clone)]
-pub enum Note {
+pub(crate) enum Note {
     /// The first of its minute: write this row.
     First(SessionRow),
     /// Counted into an existing row.
@@ -46,7 +46,7 @@ struct Entry {
 
 /// The current minute's refusals.
 #[derive(Debug, Default)]
-pub struct RefusalBook {
+pub(crate) struct RefusalBook {
     minute: i64,
     entries: HashMap<(IpAddr, &'static str), Entry>,
 }
@@ -54,7 +54,7 @@ pub struct RefusalBook {
 impl RefusalBook {
     /// Counts a refusal of `key` with `outcome` at `now_ms`. Returns what to write, and the
     /// rows of an ended minute that need their counts.
-    pub fn note(
+    pub(crate) fn note(
         &mut self,
         key: IpAddr,
         outcome: &'static str,
@@ -91,7 +91,7 @@ impl RefusalBook {
     }
 
     /// Every row that saw more than one refusal (at a minute's end or at shutdown).
-    pub fn drain(&mut self) -> Vec<Repeated> {
+    pub(crate) fn drain(&mut self) -> Vec<Repeated> {
         self.entries
             .drain()
             .filter(|(_, e)| e.count > 1)

@@ -9,7 +9,10 @@ use super::users::AdminError;
 use crate::log;
 
 /// The password from the positional argument (warned about), the file, or stdin's first line.
-pub fn read_password(positional: Option<&str>, file: Option<&str>) -> Result<String, AdminError> {
+pub(crate) fn read_password(
+    positional: Option<&str>,
+    file: Option<&str>,
+) -> Result<String, AdminError> {
     let password = match (positional, file) {
         (Some(_), Some(_)) => {
             return Err(AdminError::Usage(

@@ -14,7 +14,7 @@ use super::writer::{Op, RowId};
 
 /// What became of a batch.
 #[derive(Debug, Default)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// Rows written.
     pub rows: u64,
     /// Writes that failed, to be tried again.
@@ -48,7 +48,7 @@ const USAGE: &str = "INSERT INTO usage (kind, subject, bucket, bytes_in, bytes_o
     bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out";
 
 /// Writes `ops`; see the module documentation.
-pub fn apply(conn: &Connection, ops: impl Iterator<Item = Op>) -> Applied {
+pub(crate) fn apply(conn: &Connection, ops: impl Iterator<Item = Op>) -> Applied {
     let mut out = Applied::default();
     let mut usage: HashMap<(Kind, Arc<str>, i64), (u64, u64)> = HashMap::new();
     let mut others = Vec::new();
@@ -221,7 +221,7 @@ const MIN_USAGE_DAYS: u32 = 40;
 
 /// Deletes sessions and their intervals older than `keep_days`, and usage buckets older than
 /// that or [`MIN_USAGE_DAYS`], whichever is longer; returns the rows deleted.
-pub fn prune(conn: &Connection, keep_days: u32) -> Result<usize, DbError> {
+pub(crate) fn prune(conn: &Connection, keep_days: u32) -> Result<usize, DbError> {
     let now_ms = super::quota::unix_ms();
     let cutoff_ms = now_ms - i64::from(keep_days) * 86_400_000;
     let usage_days = i64::from(keep_days.max(MIN_USAGE_DAYS));

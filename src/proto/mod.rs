@@ -17,10 +17,10 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod bytes;
-pub mod command;
+pub(crate) mod command;
 pub mod rate;
-pub mod scan;
-pub mod status;
+pub(crate) mod scan;
+pub(crate) mod status;
 pub mod udp;
 
 pub use command::{

@@ -9,9 +9,9 @@ use super::bytes::{read, write};
 /// Length of a status message on the wire.
 pub const STATUS_LEN: usize = 12;
 /// First byte of every status message.
-pub const STATUS_TYPE: u8 = 0x07;
+pub(crate) const STATUS_TYPE: u8 = 0x07;
 /// Highest CPU percentage a status message can carry.
-pub const MAX_CPU: u8 = 100;
+pub(crate) const MAX_CPU: u8 = 100;
 /// The CPU byte's optional top bit.
 const CPU_FLAG: u8 = 0x80;
 
@@ -74,7 +74,7 @@ impl StatusMessage {
 /// The matching rule of the protocol document, section 6.2, over as many of the first four bytes
 /// as `prefix` holds: `07`, a CPU byte whose low 7 bits are at most 100 (top bit optional),
 /// `00`, `00`. A prefix shorter than four bytes matches when what it has fits.
-pub fn looks_like_status(prefix: &[u8]) -> bool {
+pub(crate) fn looks_like_status(prefix: &[u8]) -> bool {
     let expect = |i: usize, ok: fn(u8) -> bool| prefix.get(i).is_none_or(|&b| ok(b));
     expect(field::TYPE, |b| b == STATUS_TYPE)
         && expect(field::CPU, |b| b & !CPU_FLAG <= MAX_CPU)

@@ -10,20 +10,21 @@ use std::path::{Path, PathBuf};
 use crate::report::record::TestRecord;
 
 /// The header line, written once when the file is new or empty.
-pub const HEADER: &str = "timestamp,host,port,protocol,direction,duration_s,tx_avg_mbps,\
+pub(crate) const HEADER: &str = "timestamp,host,port,protocol,direction,duration_s,tx_avg_mbps,\
 rx_avg_mbps,tx_bytes,rx_bytes,lost_packets,local_cpu_pct,remote_cpu_pct,auth_type";
 
 /// The file could not be opened or its header written; shown to the user at start-up, before
 /// any test runs, so a typo in the path does not cost a whole test's result.
 #[derive(Debug)]
-pub struct CsvError {
+pub(crate) struct CsvError {
     path: PathBuf,
     source: io::Error,
 }
 
 impl CsvError {
     /// The path that was being opened.
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -47,7 +48,7 @@ impl std::error::Error for CsvError {
 
 /// One test's result, one line of the file.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CsvRow {
+pub(crate) struct CsvRow {
     /// When the test ended, e.g. [`crate::sys::clock::LocalTime::iso8601`].
     pub timestamp: String,
     /// The peer as the user named it.
@@ -82,7 +83,7 @@ impl CsvRow {
     /// The row of a finished test, stamped now; `None` before its end. Bytes and loss are the
     /// engine's totals, length and rates follow the record's [`crate::report::record::Span`],
     /// CPU columns average the intervals that had a figure.
-    pub fn of(rec: &TestRecord) -> Option<CsvRow> {
+    pub(crate) fn of(rec: &TestRecord) -> Option<CsvRow> {
         let (o, r) = (&rec.end()?.outcome, rec.rates()?);
         let s = &rec.start;
         Some(CsvRow {
@@ -107,7 +108,7 @@ impl CsvRow {
 /// An open CSV file. Held for the life of the program so that an unwritable path fails at
 /// start-up rather than after the test.
 #[derive(Debug)]
-pub struct CsvSink {
+pub(crate) struct CsvSink {
     file: File,
     /// Reused for every row, so appending allocates only the first time.
     line: String,
@@ -116,7 +117,7 @@ pub struct CsvSink {
 impl CsvSink {
     /// Opens `path` for appending, creating it if missing, and writes the header if the file
     /// is empty (new, or truncated since).
-    pub fn open(path: &Path) -> Result<CsvSink, CsvError> {
+    pub(crate) fn open(path: &Path) -> Result<CsvSink, CsvError> {
         let err = |source| CsvError {
             path: path.to_path_buf(),
             source,
@@ -142,7 +143,7 @@ impl CsvSink {
     /// Appends one row. The line goes out in a single `write` on an `O_APPEND` file, so rows
     /// from concurrent processes do not interleave, and nothing is left in a buffer if the
     /// process is killed afterwards.
-    pub fn append(&mut self, row: &CsvRow) -> io::Result<()> {
+    pub(crate) fn append(&mut self, row: &CsvRow) -> io::Result<()> {
         self.line.clear();
         format_row(&mut self.line, row);
         self.file.write_all(self.line.as_bytes())?;

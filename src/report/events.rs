@@ -15,7 +15,7 @@ use crate::report::syslog::{Severity, Syslog};
 
 /// One syslog message and how serious it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
+pub(crate) struct Event {
     /// The syslog severity.
     pub severity: Severity,
     /// The message.
@@ -24,7 +24,7 @@ pub struct Event {
 
 impl Event {
     /// Sends the event; like every syslog send, it never blocks or fails.
-    pub fn send_to(&self, syslog: &Syslog) {
+    pub(crate) fn send_to(&self, syslog: &Syslog) {
         syslog.send(self.severity, &self.text);
     }
 }
@@ -59,7 +59,7 @@ fn subject(rec: &TestRecord) -> String {
 }
 
 /// The test started (the server: it was admitted).
-pub fn started(rec: &TestRecord) -> Event {
+pub(crate) fn started(rec: &TestRecord) -> Event {
     Event {
         severity: Severity::Notice,
         text: format!("{} start {}", noun(rec), subject(rec)),
@@ -67,7 +67,7 @@ pub fn started(rec: &TestRecord) -> Event {
 }
 
 /// The test ended: its totals, rates and reason; `None` before its end.
-pub fn ended(rec: &TestRecord) -> Option<Event> {
+pub(crate) fn ended(rec: &TestRecord) -> Option<Event> {
     let (end, r) = (rec.end()?, rec.rates()?);
     let o = &end.outcome;
     Some(Event {
@@ -89,7 +89,7 @@ pub fn ended(rec: &TestRecord) -> Option<Event> {
 }
 
 /// The test could not run: `why`, as an authentication failure (a warning) or an error.
-pub fn failed(rec: &TestRecord, why: &str, auth_failure: bool) -> Event {
+pub(crate) fn failed(rec: &TestRecord, why: &str, auth_failure: bool) -> Event {
     if auth_failure {
         Event {
             severity: Severity::Warning,
@@ -105,7 +105,7 @@ pub fn failed(rec: &TestRecord, why: &str, auth_failure: bool) -> Event {
 
 /// The test was admitted (its start event sent) but never ran, so its start still gets an
 /// end in the log.
-pub fn abandoned(rec: &TestRecord) -> Event {
+pub(crate) fn abandoned(rec: &TestRecord) -> Event {
     Event {
         severity: Severity::Warning,
         text: format!("{} abandoned {}: it did not start", noun(rec), subject(rec)),
@@ -113,7 +113,7 @@ pub fn abandoned(rec: &TestRecord) -> Event {
 }
 
 /// The server turned a client away (`reason` is the refusal's stable name).
-pub fn refused(peer: SocketAddr, reason: &str, detail: &str) -> Event {
+pub(crate) fn refused(peer: SocketAddr, reason: &str, detail: &str) -> Event {
     Event {
         severity: Severity::Warning,
         text: format!("refused peer={peer} reason={reason}: {detail}"),
@@ -121,7 +121,7 @@ pub fn refused(peer: SocketAddr, reason: &str, detail: &str) -> Event {
 }
 
 /// A client failed to authenticate; `user` is already printable.
-pub fn login_failed(peer: SocketAddr, method: &str, user: &str) -> Event {
+pub(crate) fn login_failed(peer: SocketAddr, method: &str, user: &str) -> Event {
     Event {
         severity: Severity::Warning,
         text: format!("auth failure peer={peer} method={method} user={user}"),

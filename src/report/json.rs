@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 /// Builds one JSON text. The caller is trusted to nest correctly (a key before each value in
 /// an object, matching ends); misuse yields invalid JSON, never a panic.
 #[derive(Debug, Default)]
-pub struct JsonWriter {
+pub(crate) struct JsonWriter {
     buf: String,
     /// One entry per open container: true once it holds an element, so the next needs a comma.
     stack: Vec<bool>,
@@ -19,7 +19,7 @@ pub struct JsonWriter {
 
 impl JsonWriter {
     /// An empty writer.
-    pub fn new() -> JsonWriter {
+    pub(crate) fn new() -> JsonWriter {
         JsonWriter::default()
     }
 
@@ -50,31 +50,31 @@ impl JsonWriter {
     }
 
     /// Opens `{`.
-    pub fn begin_object(&mut self) -> &mut Self {
+    pub(crate) fn begin_object(&mut self) -> &mut Self {
         self.open(true);
         self
     }
 
     /// Closes `}`.
-    pub fn end_object(&mut self) -> &mut Self {
+    pub(crate) fn end_object(&mut self) -> &mut Self {
         self.close(true);
         self
     }
 
     /// Opens `[`.
-    pub fn begin_array(&mut self) -> &mut Self {
+    pub(crate) fn begin_array(&mut self) -> &mut Self {
         self.open(false);
         self
     }
 
     /// Closes `]`.
-    pub fn end_array(&mut self) -> &mut Self {
+    pub(crate) fn end_array(&mut self) -> &mut Self {
         self.close(false);
         self
     }
 
     /// Writes an object key; the next call writes its value.
-    pub fn key(&mut self, k: &str) -> &mut Self {
+    pub(crate) fn key(&mut self, k: &str) -> &mut Self {
         if let Some(nonempty) = self.stack.last_mut() {
             if *nonempty {
                 self.buf.push(',');
@@ -89,7 +89,7 @@ impl JsonWriter {
     }
 
     /// Writes a string value.
-    pub fn string(&mut self, v: &str) -> &mut Self {
+    pub(crate) fn string(&mut self, v: &str) -> &mut Self {
         self.before_value();
         self.buf.push('"');
         escape_into(&mut self.buf, v);
@@ -99,14 +99,15 @@ impl JsonWriter {
 
     /// Writes an unsigned integer. Byte counts exceed 2^53 only after petabytes, so readers
     /// that parse numbers as doubles are not a concern in practice.
-    pub fn u64(&mut self, v: u64) -> &mut Self {
+    pub(crate) fn u64(&mut self, v: u64) -> &mut Self {
         self.before_value();
         let _ = write!(self.buf, "{v}");
         self
     }
 
     /// Writes a signed integer.
-    pub fn i64(&mut self, v: i64) -> &mut Self {
+    #[cfg(any(test, feature = "pro"))]
+    pub(crate) fn i64(&mut self, v: i64) -> &mut Self {
         self.before_value();
         let _ = write!(self.buf, "{v}");
         self
@@ -116,7 +117,7 @@ impl JsonWriter {
     /// which JSON cannot express, become `null`. Very large or small magnitudes use exponent
     /// form (`1e300`), since `Display` would spell out hundreds of digits that some parsers
     /// reject; both forms are valid JSON.
-    pub fn f64(&mut self, v: f64) -> &mut Self {
+    pub(crate) fn f64(&mut self, v: f64) -> &mut Self {
         self.before_value();
         if !v.is_finite() {
             self.buf.push_str("null");
@@ -130,7 +131,7 @@ impl JsonWriter {
 
     /// Writes a number rounded to `decimals` places (`941.23` rather than
     /// `941.2345678901`), for rates meant to be read by people as well; non-finite → `null`.
-    pub fn f64_fixed(&mut self, v: f64, decimals: usize) -> &mut Self {
+    pub(crate) fn f64_fixed(&mut self, v: f64, decimals: usize) -> &mut Self {
         self.before_value();
         if v.is_finite() {
             let _ = write!(self.buf, "{v:.decimals$}");
@@ -141,14 +142,14 @@ impl JsonWriter {
     }
 
     /// Writes `true` or `false`.
-    pub fn bool(&mut self, v: bool) -> &mut Self {
+    pub(crate) fn bool(&mut self, v: bool) -> &mut Self {
         self.before_value();
         self.buf.push_str(if v { "true" } else { "false" });
         self
     }
 
     /// Writes `null`.
-    pub fn null(&mut self) -> &mut Self {
+    pub(crate) fn null(&mut self) -> &mut Self {
         self.before_value();
         self.buf.push_str("null");
         self
@@ -157,34 +158,35 @@ impl JsonWriter {
     /// Writes `json`, a complete JSON value rendered earlier by another writer, as the next
     /// value: `--json` renders each interval when it happens and assembles the document at
     /// the end. The caller vouches that `json` is valid.
-    pub fn raw_value(&mut self, json: &str) -> &mut Self {
+    pub(crate) fn raw_value(&mut self, json: &str) -> &mut Self {
         self.before_value();
         self.buf.push_str(json);
         self
     }
 
     /// `"k":"v"`.
-    pub fn field_str(&mut self, k: &str, v: &str) -> &mut Self {
+    pub(crate) fn field_str(&mut self, k: &str, v: &str) -> &mut Self {
         self.key(k).string(v)
     }
 
     /// `"k":v` for an unsigned integer.
-    pub fn field_u64(&mut self, k: &str, v: u64) -> &mut Self {
+    pub(crate) fn field_u64(&mut self, k: &str, v: u64) -> &mut Self {
         self.key(k).u64(v)
     }
 
     /// `"k":v` for a float (see [`JsonWriter::f64`]).
-    pub fn field_f64(&mut self, k: &str, v: f64) -> &mut Self {
+    #[cfg(any(test, feature = "pro"))]
+    pub(crate) fn field_f64(&mut self, k: &str, v: f64) -> &mut Self {
         self.key(k).f64(v)
     }
 
     /// `"k":true|false`.
-    pub fn field_bool(&mut self, k: &str, v: bool) -> &mut Self {
+    pub(crate) fn field_bool(&mut self, k: &str, v: bool) -> &mut Self {
         self.key(k).bool(v)
     }
 
     /// The JSON text written so far.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.buf
     }
 }
@@ -192,7 +194,7 @@ impl JsonWriter {
 /// Appends `s` escaped for use inside a JSON string: `"` and `\`, every control character
 /// below U+0020 (JSON forbids them raw), and U+2028/U+2029, which JSON allows but JavaScript
 /// before ES2019 treats as line ends, breaking `--json-lines` consumers that `eval`.
-pub fn escape_into(out: &mut String, s: &str) {
+pub(crate) fn escape_into(out: &mut String, s: &str) {
     let mut start = 0;
     for (i, c) in s.char_indices() {
         let esc: Option<&str> = match c {

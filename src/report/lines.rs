@@ -9,7 +9,7 @@ use crate::report::text::{self, Dir, Extras};
 
 /// What the interval lines carry besides the grammar's minimum.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LineStyle {
+pub(crate) struct LineStyle {
     /// TCP RTT and retransmissions on interval lines, the peer's difference note and an RTT
     /// line in the summary (`-v`).
     pub verbose: bool,
@@ -20,7 +20,7 @@ pub struct LineStyle {
 }
 
 /// The directions a side shows: what it sends, then what it receives.
-pub fn directions(sides: Sides) -> impl Iterator<Item = Dir> {
+pub(crate) fn directions(sides: Sides) -> impl Iterator<Item = Dir> {
     [(sides.tx, Dir::Tx), (sides.rx, Dir::Rx)]
         .into_iter()
         .filter_map(|(on, d)| on.then_some(d))
@@ -28,7 +28,12 @@ pub fn directions(sides: Sides) -> impl Iterator<Item = Dir> {
 
 /// Appends one interval's lines to `out`: per direction the interval line, then its
 /// per-connection lines.
-pub fn interval_lines(iv: &Interval<'_>, sides: Sides, style: LineStyle, out: &mut Vec<String>) {
+pub(crate) fn interval_lines(
+    iv: &Interval<'_>,
+    sides: Sides,
+    style: LineStyle,
+    out: &mut Vec<String>,
+) {
     for dir in directions(sides) {
         let bytes = match dir {
             Dir::Tx => iv.tx_bytes,
@@ -64,7 +69,12 @@ pub fn interval_lines(iv: &Interval<'_>, sides: Sides, style: LineStyle, out: &m
 /// direction over the measured time, and with `verbose` the note on the peer's count and the
 /// TCP latency under load. `sent_after` holds what we had sent after each interval, where it
 /// is kept, to tell the peer's lag from a real difference.
-pub fn summary_lines(rec: &TestRecord, verbose: bool, sent_after: &[u64], out: &mut Vec<String>) {
+pub(crate) fn summary_lines(
+    rec: &TestRecord,
+    verbose: bool,
+    sent_after: &[u64],
+    out: &mut Vec<String>,
+) {
     let Some(end) = rec.end() else {
         return;
     };
@@ -111,7 +121,8 @@ pub fn summary_lines(rec: &TestRecord, verbose: bool, sent_after: &[u64], out: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{StreamSnapshot, TcpLatency};
+    use crate::engine::TcpLatency;
+    use crate::engine::state::StreamSnapshot;
     use crate::report::record::{sample_end, sample_start};
     use std::time::Duration;
 

@@ -2,13 +2,13 @@
 //! sinks (CSV, JSON, syslog, SVG). Every sink reads one [`record::TestRecord`] per test and
 //! the engine's intervals, the same for client and server.
 
-pub mod csv;
-pub mod events;
-pub mod json;
-pub mod lines;
-pub mod peer;
-pub mod record;
-pub mod result;
-pub mod svg;
-pub mod syslog;
-pub mod text;
+pub(crate) mod csv;
+pub(crate) mod events;
+pub(crate) mod json;
+pub(crate) mod lines;
+pub(crate) mod peer;
+pub(crate) mod record;
+pub(crate) mod result;
+pub(crate) mod svg;
+pub(crate) mod syslog;
+pub(crate) mod text;

@@ -7,11 +7,11 @@
 //! had sent after as many intervals as it reported tells that lag from a real difference.
 
 /// Sent and the peer's count differing by more than this (percent of sent) gets a note.
-pub const PEER_DIFFERENCE_PCT: f64 = 2.0;
+pub(crate) const PEER_DIFFERENCE_PCT: f64 = 2.0;
 
 /// What is known about one direction we sent in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PeerView {
+pub(crate) struct PeerView {
     /// Bytes we sent over the whole test.
     pub sent: u64,
     /// Bytes the peer said it received, summed over its reports.
@@ -33,7 +33,7 @@ fn pct(part: u64, whole: u64) -> f64 {
 
 /// The `-v` line explaining a difference of more than [`PEER_DIFFERENCE_PCT`]; `None` when
 /// the two agree (or nothing was sent).
-pub fn difference_note(v: &PeerView) -> Option<String> {
+pub(crate) fn difference_note(v: &PeerView) -> Option<String> {
     if v.sent == 0 {
         return None;
     }

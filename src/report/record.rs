@@ -16,7 +16,7 @@ use crate::report::text::bits_per_second;
 /// Which figures a test has, so absent directions are `null` rather than zeros a reader might
 /// take for a measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sides {
+pub(crate) struct Sides {
     /// We transmit.
     pub tx: bool,
     /// We receive.
@@ -27,7 +27,7 @@ pub struct Sides {
 
 /// The far end of the test, as the records name it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Peer {
+pub(crate) enum Peer {
     /// We are the client: the server as the user named it.
     Server(String),
     /// We are the server: the client's address.
@@ -47,7 +47,7 @@ impl fmt::Display for Peer {
 /// What the one-line records (the CSV row, the syslog end event) measure a test over. Each
 /// end kept the clock its users' files were written with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Span {
+pub(crate) enum Span {
     /// The sum of the interval lengths, as the summary lines: the client's row says what it
     /// printed.
     Intervals,
@@ -58,7 +58,7 @@ pub enum Span {
 
 /// What is known when the test starts.
 #[derive(Clone, Debug)]
-pub struct Start {
+pub(crate) struct Start {
     /// When the test started, ISO 8601 local time with offset.
     pub timestamp: String,
     /// Who we test with.
@@ -94,7 +94,7 @@ pub struct Start {
 impl Start {
     /// The peer as the `host` of the CSV row and the JSON start: the server's name, or the
     /// client's IP address.
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         match &self.peer {
             Peer::Server(name) => name.clone(),
             Peer::Client(addr) => addr.ip().to_string(),
@@ -104,7 +104,7 @@ impl Start {
 
 /// How the test ended.
 #[derive(Clone, Debug)]
-pub struct End {
+pub(crate) struct End {
     /// The engine's totals and end reason.
     pub outcome: Outcome,
     /// Connections the test ran on.
@@ -118,7 +118,7 @@ pub struct End {
 
 /// Length and average rates of a test for the one-line records, after its [`Span`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Rates {
+pub(crate) struct Rates {
     /// Test length, seconds.
     pub secs: f64,
     /// Average send rate, megabits per second (1000-based).
@@ -150,7 +150,7 @@ impl Mean {
 
 /// One test: its start, what its intervals add up to, and its end once it has one.
 #[derive(Clone, Debug)]
-pub struct TestRecord {
+pub(crate) struct TestRecord {
     /// The facts known at the start.
     pub start: Start,
     measured: Duration,
@@ -162,7 +162,7 @@ pub struct TestRecord {
 
 impl TestRecord {
     /// A test that has started and has no interval yet.
-    pub fn new(start: Start) -> TestRecord {
+    pub(crate) fn new(start: Start) -> TestRecord {
         TestRecord {
             start,
             measured: Duration::ZERO,
@@ -174,13 +174,13 @@ impl TestRecord {
     }
 
     /// Records the authentication method (and the user, where it is shown).
-    pub fn authenticated(&mut self, method: &'static str, user: Option<String>) {
+    pub(crate) fn authenticated(&mut self, method: &'static str, user: Option<String>) {
         self.start.auth = Some(method);
         self.start.user = user;
     }
 
     /// Adds one interval; returns its start as an offset from the start of data.
-    pub fn add(&mut self, iv: &Interval<'_>) -> Duration {
+    pub(crate) fn add(&mut self, iv: &Interval<'_>) -> Duration {
         let offset = self.measured;
         self.measured += iv.duration;
         self.intervals += 1;
@@ -190,42 +190,42 @@ impl TestRecord {
     }
 
     /// Records the end.
-    pub fn finish(&mut self, end: End) {
+    pub(crate) fn finish(&mut self, end: End) {
         self.end = Some(end);
     }
 
     /// The end, once the test has one.
-    pub fn end(&self) -> Option<&End> {
+    pub(crate) fn end(&self) -> Option<&End> {
         self.end.as_ref()
     }
 
     /// Why the test ended, once it has.
-    pub fn reason(&self) -> Option<EndReason> {
+    pub(crate) fn reason(&self) -> Option<EndReason> {
         self.end.as_ref().map(|e| e.outcome.reason)
     }
 
     /// Sum of the interval lengths: the time the byte counts were measured over.
-    pub fn measured(&self) -> Duration {
+    pub(crate) fn measured(&self) -> Duration {
         self.measured
     }
 
     /// Intervals seen.
-    pub fn intervals(&self) -> u32 {
+    pub(crate) fn intervals(&self) -> u32 {
         self.intervals
     }
 
     /// Mean of our CPU load over the intervals that had a sample.
-    pub fn local_cpu(&self) -> Option<u8> {
+    pub(crate) fn local_cpu(&self) -> Option<u8> {
         self.local_cpu.get()
     }
 
     /// Mean of the peer's reported CPU load.
-    pub fn remote_cpu(&self) -> Option<u8> {
+    pub(crate) fn remote_cpu(&self) -> Option<u8> {
         self.remote_cpu.get()
     }
 
     /// Length and rates for the one-line records; `None` before the end.
-    pub fn rates(&self) -> Option<Rates> {
+    pub(crate) fn rates(&self) -> Option<Rates> {
         let o = &self.end.as_ref()?.outcome;
         let (secs, tx, rx) = match self.start.span {
             Span::Intervals => (self.measured, self.measured, self.measured),
@@ -289,7 +289,7 @@ pub(crate) fn sample_end(elapsed: Duration, tx_bytes: u64, rx_bytes: u64) -> End
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::StreamSnapshot;
+    use crate::engine::state::StreamSnapshot;
 
     fn interval(cpu: Option<u8>, millis: u64) -> Interval<'static> {
         static STREAMS: [StreamSnapshot; 0] = [];

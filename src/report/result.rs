@@ -12,7 +12,7 @@ use crate::report::record::{Sides, Start, TestRecord};
 use crate::report::text::bits_per_second;
 
 /// Writes the `start` object; `auth` is `null` until the handshake has told it.
-pub fn write_start(w: &mut JsonWriter, info: &Start) {
+pub(crate) fn write_start(w: &mut JsonWriter, info: &Start) {
     w.begin_object()
         .field_str("version", env!("CARGO_PKG_VERSION"))
         .field_str("timestamp", &info.timestamp)
@@ -118,7 +118,7 @@ fn write_direction(
 /// Writes one interval as an object; `tag` adds `"type":tag` first (for `--json-lines`).
 /// `start` is the interval's offset from the start of the test. Times are seconds with
 /// microsecond precision: more digits would be float noise.
-pub fn write_interval(
+pub(crate) fn write_interval(
     w: &mut JsonWriter,
     iv: &Interval<'_>,
     start: Duration,
@@ -155,7 +155,7 @@ pub fn write_interval(
 /// Writes the `end` object, or `null` for a test without an end: totals of the engine, the
 /// measured time, CPU means and interval count of the record, how it ended; the `tx` view
 /// carries what the peer said it got from us.
-pub fn write_end(w: &mut JsonWriter, rec: &TestRecord) {
+pub(crate) fn write_end(w: &mut JsonWriter, rec: &TestRecord) {
     let Some(end) = rec.end() else {
         w.null();
         return;
@@ -204,7 +204,7 @@ pub fn write_end(w: &mut JsonWriter, rec: &TestRecord) {
 /// `--json` document `{"start","intervals","end"}`, without them the last `--json-lines`
 /// object `{"type":"end","start","end"}`. With `error` the test could not run: the document
 /// ends in `"end":null,"error":...`, the object is `{"type":"error","start","error"}`.
-pub fn write_document(
+pub(crate) fn write_document(
     w: &mut JsonWriter,
     rec: &TestRecord,
     intervals: Option<&[String]>,
@@ -241,7 +241,7 @@ pub fn write_document(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::StreamSnapshot;
+    use crate::engine::state::StreamSnapshot;
     use crate::report::record::{Peer, sample_end, sample_start};
     use serde_json::Value;
 

@@ -11,7 +11,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 
 /// The port syslog daemons listen on.
-pub const DEFAULT_PORT: u16 = 514;
+pub(crate) const DEFAULT_PORT: u16 = 514;
 
 /// RFC 3164 caps a datagram at 1024 bytes.
 const MAX_DATAGRAM: usize = 1024;
@@ -22,20 +22,18 @@ const FACILITY_DAEMON: u8 = 3;
 /// How serious an event is; the numbers are the RFC 3164 / RFC 5424 severities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Severity {
+pub(crate) enum Severity {
     /// A test failed.
     Error = 3,
     /// Authentication failed or a limit refused a client.
     Warning = 4,
     /// A test started or ended normally.
     Notice = 5,
-    /// Details.
-    Info = 6,
 }
 
 /// Why the syslog target cannot be used; reported at start-up.
 #[derive(Debug)]
-pub enum SyslogError {
+pub(crate) enum SyslogError {
     /// Not `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address.
     BadTarget {
         /// What the user gave.
@@ -92,7 +90,7 @@ impl std::error::Error for SyslogError {
 /// A syslog destination. `send` takes `&self`, so one `Syslog` can be shared by all session
 /// threads behind an `Arc`.
 #[derive(Debug)]
-pub struct Syslog {
+pub(crate) struct Syslog {
     socket: UdpSocket,
     target: SocketAddr,
     hostname: String,
@@ -102,7 +100,7 @@ pub struct Syslog {
 impl Syslog {
     /// Resolves `target` (`HOST`, `HOST:PORT`, `[V6ADDR]:PORT` or bare `V6ADDR`; port 514 by
     /// default) once, and opens a non-blocking UDP socket of the matching family.
-    pub fn connect(target: &str) -> Result<Syslog, SyslogError> {
+    pub(crate) fn connect(target: &str) -> Result<Syslog, SyslogError> {
         let (host, port) = split_target(target).map_err(|reason| SyslogError::BadTarget {
             target: target.to_string(),
             reason,
@@ -142,13 +140,13 @@ impl Syslog {
     }
 
     /// The resolved destination, for `-v` output.
-    pub fn target(&self) -> SocketAddr {
+    pub(crate) fn target(&self) -> SocketAddr {
         self.target
     }
 
     /// Sends `msg` with the given severity. Never blocks and never fails: a lost log line is
     /// better than a slowed or aborted test.
-    pub fn send(&self, severity: Severity, msg: &str) {
+    pub(crate) fn send(&self, severity: Severity, msg: &str) {
         let line = self.format(severity, &clock::local_now(), msg);
         let _ = self.socket.send(line.as_bytes());
     }
@@ -334,7 +332,6 @@ pub(crate) mod tests {
                 28,
             ),
             (Severity::Error, "test failed: timeout", 27),
-            (Severity::Info, "detail", 30),
         ];
         for (sev, msg, pri) in cases {
             log.send(sev, msg);
@@ -354,7 +351,7 @@ pub(crate) mod tests {
         assert_eq!(receive(&listener).msg, "line1 line2   [31m");
 
         let long: String = "ż".repeat(2000);
-        log.send(Severity::Info, &long);
+        log.send(Severity::Notice, &long);
         let got = receive(&listener);
         assert!(got.msg.chars().all(|c| c == 'ż'));
         assert!(got.msg.len() > 800);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// `TX` or `RX`, from the point of view of the side printing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dir {
+pub(crate) enum Dir {
     /// What we sent.
     Tx,
     /// What we received.
@@ -20,7 +20,7 @@ pub enum Dir {
 
 impl Dir {
     /// The two-letter label.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Dir::Tx => "TX",
             Dir::Rx => "RX",
@@ -29,7 +29,7 @@ impl Dir {
 }
 
 /// Bits per second of `bytes` over `duration` (0 for an empty duration).
-pub fn bits_per_second(bytes: u64, duration: Duration) -> f64 {
+pub(crate) fn bits_per_second(bytes: u64, duration: Duration) -> f64 {
     let secs = duration.as_secs_f64();
     if secs <= 0.0 {
         0.0
@@ -39,7 +39,7 @@ pub fn bits_per_second(bytes: u64, duration: Duration) -> f64 {
 }
 
 /// A rate with two decimals in bps, Kbps, Mbps or Gbps (1000-based).
-pub fn format_rate(bps: f64) -> String {
+pub(crate) fn format_rate(bps: f64) -> String {
     let (value, unit) = if bps >= 1e9 {
         (bps / 1e9, "Gbps")
     } else if bps >= 1e6 {
@@ -54,7 +54,7 @@ pub fn format_rate(bps: f64) -> String {
 
 /// Optional parts appended to an interval line.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Extras {
+pub(crate) struct Extras {
     /// Datagrams lost in the interval (UDP receive lines).
     pub lost: Option<u64>,
     /// Local and remote CPU load; the remote shows 0 % until the peer reports one.
@@ -65,7 +65,7 @@ pub struct Extras {
 }
 
 /// One interval line: `[   3]  TX  941.23 Mbps (117653750 bytes)` plus extras.
-pub fn interval_line(
+pub(crate) fn interval_line(
     index: u32,
     dir: Dir,
     bytes: u64,
@@ -90,13 +90,13 @@ pub fn interval_line(
 }
 
 /// Microseconds as milliseconds with two decimals: `1.25 ms`.
-pub fn format_ms(us: u32) -> String {
+pub(crate) fn format_ms(us: u32) -> String {
     format!("{:.2} ms", f64::from(us) / 1000.0)
 }
 
 /// The `-v` summary of TCP latency under load:
 /// `[ avg] rtt  0.03/0.05/0.12 ms (min/avg/max)  retr: 12`.
-pub fn rtt_summary_line(min_us: u32, avg_us: u32, max_us: u32, retransmits: u64) -> String {
+pub(crate) fn rtt_summary_line(min_us: u32, avg_us: u32, max_us: u32, retransmits: u64) -> String {
     let ms = |us: u32| f64::from(us) / 1000.0;
     format!(
         "[ avg] rtt  {:.2}/{:.2}/{:.2} ms (min/avg/max)  retr: {retransmits}",
@@ -107,7 +107,13 @@ pub fn rtt_summary_line(min_us: u32, avg_us: u32, max_us: u32, retransmits: u64)
 }
 
 /// One per-connection line under an interval: `[   3]  RX  #4  117.40 Mbps (14675000 bytes)`.
-pub fn stream_line(index: u32, dir: Dir, stream: usize, bytes: u64, duration: Duration) -> String {
+pub(crate) fn stream_line(
+    index: u32,
+    dir: Dir,
+    stream: usize,
+    bytes: u64,
+    duration: Duration,
+) -> String {
     format!(
         "[{index:>4}] {:>3}  #{stream}  {} ({bytes} bytes)",
         dir.label(),
@@ -116,7 +122,7 @@ pub fn stream_line(index: u32, dir: Dir, stream: usize, bytes: u64, duration: Du
 }
 
 /// The summary line of one direction: `[ avg]  RX  940.10 Mbps (1175125000 bytes in 10.00 s)`.
-pub fn summary_line(dir: Dir, bytes: u64, elapsed: Duration) -> String {
+pub(crate) fn summary_line(dir: Dir, bytes: u64, elapsed: Duration) -> String {
     format!(
         "[ avg] {:>3}  {} ({bytes} bytes in {:.2} s)",
         dir.label(),
@@ -127,7 +133,7 @@ pub fn summary_line(dir: Dir, bytes: u64, elapsed: Duration) -> String {
 
 /// The summary line of what we sent when the peer reported what it received:
 /// `[ avg]  TX  95.10 Mbps (71330000 bytes in 6.00 s; peer got 71290000)`.
-pub fn summary_line_with_peer(bytes: u64, elapsed: Duration, peer_got: u64) -> String {
+pub(crate) fn summary_line_with_peer(bytes: u64, elapsed: Duration, peer_got: u64) -> String {
     let mut line = summary_line(Dir::Tx, bytes, elapsed);
     line.pop();
     let _ = write!(line, "; peer got {peer_got})");
@@ -135,7 +141,7 @@ pub fn summary_line_with_peer(bytes: u64, elapsed: Duration, peer_got: u64) -> S
 }
 
 /// Local wall-clock time for `--timestamps`, `hh:mm:ss`.
-pub fn clock_prefix() -> String {
+pub(crate) fn clock_prefix() -> String {
     crate::sys::clock::local_now().time_of_day()
 }
 

@@ -8,10 +8,10 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 /// The default IPv6 prefix length that counts as one peer.
-pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+pub(crate) const DEFAULT_IPV6_PREFIX: u8 = 64;
 
 /// The key of `ip` for per-address accounting: IPv4 as is, IPv6 masked to `v6_prefix` bits.
-pub fn addr_key(ip: IpAddr, v6_prefix: u8) -> IpAddr {
+pub(crate) fn addr_key(ip: IpAddr, v6_prefix: u8) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {
@@ -24,7 +24,8 @@ pub fn addr_key(ip: IpAddr, v6_prefix: u8) -> IpAddr {
 
 /// How a key is shown in logs, usage pages and the database: `192.0.2.1`, or
 /// `2001:db8:1:2::/64` for an IPv6 prefix shorter than 128 bits.
-pub fn key_name(ip: IpAddr, v6_prefix: u8) -> String {
+#[cfg(any(test, feature = "pro"))]
+pub(crate) fn key_name(ip: IpAddr, v6_prefix: u8) -> String {
     match addr_key(ip, v6_prefix) {
         IpAddr::V6(v6) if v6_prefix < 128 => format!("{v6}/{v6_prefix}"),
         key => key.to_string(),
@@ -32,7 +33,7 @@ pub fn key_name(ip: IpAddr, v6_prefix: u8) -> String {
 }
 
 /// Checks a `--ipv6-prefix` value.
-pub fn parse_prefix(n: u8) -> Result<u8, String> {
+pub(crate) fn parse_prefix(n: u8) -> Result<u8, String> {
     if (1..=128).contains(&n) {
         Ok(n)
     } else {

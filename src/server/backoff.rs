@@ -20,17 +20,17 @@ use crate::handshake::printable_user;
 use crate::log;
 
 /// Failed logins within [`WINDOW`] that start a block.
-pub const FAILURES: u32 = 5;
+pub(crate) const FAILURES: u32 = 5;
 /// The window failures are counted in.
-pub const WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 /// Length of the first block; each further block doubles it.
-pub const FIRST_BLOCK: Duration = Duration::from_secs(10);
+pub(crate) const FIRST_BLOCK: Duration = Duration::from_secs(10);
 /// Longest block of an address.
-pub const MAX_ADDR_BLOCK: Duration = Duration::from_secs(15 * 60);
+pub(crate) const MAX_ADDR_BLOCK: Duration = Duration::from_secs(15 * 60);
 /// Longest block of a user name (kept short: see the module documentation).
-pub const MAX_USER_BLOCK: Duration = Duration::from_secs(60);
+pub(crate) const MAX_USER_BLOCK: Duration = Duration::from_secs(60);
 /// Entries kept at most.
-pub const MAX_ENTRIES: usize = 4096;
+pub(crate) const MAX_ENTRIES: usize = 4096;
 /// An entry with no failure for this long is forgotten (its block history too).
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
@@ -51,18 +51,18 @@ struct Entry {
 
 /// The failure table of one server.
 #[derive(Debug, Default)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     entries: Mutex<HashMap<Key, Entry>>,
 }
 
 impl Backoff {
     /// How long `addr` (an address key) stays refused, if it is blocked now.
-    pub fn addr_blocked(&self, addr: IpAddr) -> Option<Duration> {
+    pub(crate) fn addr_blocked(&self, addr: IpAddr) -> Option<Duration> {
         self.blocked(&Key::Addr(addr), Instant::now())
     }
 
     /// True while the user name `raw` (as received) is blocked.
-    pub fn user_blocked(&self, raw: &[u8]) -> bool {
+    pub(crate) fn user_blocked(&self, raw: &[u8]) -> bool {
         !raw.is_empty()
             && self
                 .blocked(&Key::User(printable_user(raw).into()), Instant::now())
@@ -78,7 +78,7 @@ impl Backoff {
 
     /// Records a failed login from `addr` (an address key) for `user` (the name as
     /// [`printable_user`] shows it; may be empty).
-    pub fn failed(&self, addr: IpAddr, user: &str) {
+    pub(crate) fn failed(&self, addr: IpAddr, user: &str) {
         let now = Instant::now();
         let mut map = self.entries.lock();
         if map.len() + 2 > MAX_ENTRIES {
@@ -105,13 +105,9 @@ impl Backoff {
     }
 
     /// Entries held now (for tests).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.lock().len()
-    }
-
-    /// True when nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -6,14 +6,14 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// Reads and writes on `stream` that fail with `TimedOut` once `deadline` has passed.
-pub struct DeadlineStream<'a> {
+pub(super) struct DeadlineStream<'a> {
     stream: &'a TcpStream,
     deadline: Instant,
 }
 
 impl<'a> DeadlineStream<'a> {
     /// A view of `stream` that gives up at `deadline`.
-    pub fn new(stream: &'a TcpStream, deadline: Instant) -> DeadlineStream<'a> {
+    pub(super) fn new(stream: &'a TcpStream, deadline: Instant) -> DeadlineStream<'a> {
         DeadlineStream { stream, deadline }
     }
 

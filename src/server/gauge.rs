@@ -8,13 +8,13 @@ use parking_lot::{Condvar, Mutex};
 
 /// Counts of something bounded, with a wait for "back to zero".
 #[derive(Default)]
-pub struct Gauge {
+pub(super) struct Gauge {
     count: Mutex<usize>,
     zero: Condvar,
 }
 
 impl Gauge {
-    pub fn try_enter(self: &Arc<Self>, limit: usize) -> Option<GaugeGuard> {
+    pub(super) fn try_enter(self: &Arc<Self>, limit: usize) -> Option<GaugeGuard> {
         let mut n = self.count.lock();
         if *n >= limit {
             return None;
@@ -23,11 +23,11 @@ impl Gauge {
         Some(GaugeGuard(self.clone()))
     }
 
-    pub fn get(&self) -> usize {
+    pub(super) fn get(&self) -> usize {
         *self.count.lock()
     }
 
-    pub fn wait_zero(&self, deadline: Instant) -> bool {
+    pub(super) fn wait_zero(&self, deadline: Instant) -> bool {
         let mut n = self.count.lock();
         while *n > 0 {
             if self.zero.wait_until(&mut n, deadline).timed_out() {
@@ -39,7 +39,7 @@ impl Gauge {
 }
 
 /// Held while something counted is alive; gives the place back on drop, whatever path ends it.
-pub struct GaugeGuard(Arc<Gauge>);
+pub(super) struct GaugeGuard(Arc<Gauge>);
 
 impl Drop for GaugeGuard {
     fn drop(&mut self) {

@@ -8,14 +8,14 @@ use crate::handshake::AuthMethod;
 use crate::handshake::server::Authenticator;
 
 /// An authenticator that refuses blocked user names.
-pub struct Guarded<'a> {
+pub(super) struct Guarded<'a> {
     inner: &'a dyn Authenticator,
     backoff: &'a Backoff,
 }
 
 impl<'a> Guarded<'a> {
     /// `inner` with `backoff`'s user blocks applied.
-    pub fn new(inner: &'a dyn Authenticator, backoff: &'a Backoff) -> Guarded<'a> {
+    pub(super) fn new(inner: &'a dyn Authenticator, backoff: &'a Backoff) -> Guarded<'a> {
         Guarded { inner, backoff }
     }
 }

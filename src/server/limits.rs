@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 /// Connection counts, total and per address.
 #[derive(Debug)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     max_total: usize,
     max_per_ip: usize,
     counts: Mutex<Counts>,
@@ -28,7 +28,7 @@ struct Counts {
 
 /// Why a connection was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitRefusal {
+pub(crate) enum LimitRefusal {
     /// The server holds its maximum number of connections.
     Total(usize),
     /// This address holds its maximum number of connections.
@@ -48,14 +48,14 @@ impl fmt::Display for LimitRefusal {
 
 /// One connection's place; given back on drop.
 #[derive(Debug)]
-pub struct ConnSlot {
+pub(crate) struct ConnSlot {
     limits: Arc<ConnLimits>,
     ip: IpAddr,
 }
 
 impl ConnLimits {
     /// Limits of `max_total` connections, `max_per_ip` of them from one address.
-    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<ConnLimits> {
+    pub(crate) fn new(max_total: usize, max_per_ip: usize) -> Arc<ConnLimits> {
         Arc::new(ConnLimits {
             max_total,
             max_per_ip,
@@ -64,7 +64,7 @@ impl ConnLimits {
     }
 
     /// Takes a place for a connection from `ip`.
-    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnSlot, LimitRefusal> {
+    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnSlot, LimitRefusal> {
         let mut counts = self.counts.lock();
         if counts.total >= self.max_total {
             return Err(LimitRefusal::Total(self.max_total));
@@ -83,18 +83,18 @@ impl ConnLimits {
 
     /// Connections held now.
     #[cfg(test)]
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.counts.lock().total
     }
 
     /// Places `ip` holds now.
-    pub fn held_by(&self, ip: IpAddr) -> usize {
+    pub(crate) fn held_by(&self, ip: IpAddr) -> usize {
         self.counts.lock().per_ip.get(&ip).copied().unwrap_or(0)
     }
 
     /// Addresses with at least one connection (the map never keeps empty entries).
     #[cfg(test)]
-    pub fn addresses(&self) -> usize {
+    pub(crate) fn addresses(&self) -> usize {
         self.counts.lock().per_ip.len()
     }
 }
@@ -115,7 +115,7 @@ impl Drop for ConnSlot {
 /// Raises this process's soft limit on open files to the hard limit: a server holding
 /// thousands of connections would otherwise fail `accept()` at the common default of 1024.
 /// Returns the soft limit now in force.
-pub fn raise_open_files_limit() -> Option<u64> {
+pub(crate) fn raise_open_files_limit() -> Option<u64> {
     crate::sys::rlimit::raise_open_files()
 }
 

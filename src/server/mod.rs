@@ -4,19 +4,19 @@
 //! What differs between the plain and the pro server is injected through
 //! [`Authenticator`](crate::handshake::server::Authenticator); the loop itself exists once.
 
-pub mod addrkey;
-pub mod backoff;
+pub(crate) mod addrkey;
+pub(crate) mod backoff;
 mod deadline;
 mod gauge;
 mod guarded;
-pub mod limits;
-pub mod output;
+pub(crate) mod limits;
+pub(crate) mod output;
 pub mod policy;
 mod primary;
-pub mod recorder;
-pub mod registry;
+pub(crate) mod recorder;
+pub(crate) mod registry;
 mod session;
-pub mod udp;
+pub(crate) mod udp;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -33,7 +33,7 @@ use self::gauge::Gauge;
 use self::limits::{ConnLimits, ConnSlot, LimitRefusal};
 use self::policy::{Admission, Refusal, RefusalKind};
 use self::registry::Registry;
-pub use self::session::Policed;
+pub(crate) use self::session::Policed;
 use crate::handshake::server::{self as hs, Authenticator};
 use crate::proto::Request;
 use crate::{log, log_error};
@@ -47,14 +47,14 @@ const MAX_JOIN_HANDSHAKES: usize = 255;
 const CONNECTION_STACK_SIZE: usize = 256 * 1024;
 
 /// Concurrent tests a server allows unless told otherwise (`--max-sessions`).
-pub const DEFAULT_MAX_SESSIONS: usize = 100;
+pub(crate) const DEFAULT_MAX_SESSIONS: usize = 100;
 
 /// Handshake places one address may hold unless told otherwise (`--max-handshakes-per-ip`).
-pub const DEFAULT_MAX_HANDSHAKES_PER_IP: usize = 32;
+pub(crate) const DEFAULT_MAX_HANDSHAKES_PER_IP: usize = 32;
 
 /// Server settings.
 #[derive(Clone)]
-pub struct ServerConfig {
+pub(crate) struct ServerConfig {
     /// IPv4 listen address (`None`: no IPv4 listener).
     pub listen4: Option<IpAddr>,
     /// IPv6 listen address (`None`: no IPv6 listener).
@@ -96,7 +96,7 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// Defaults for everything but the listen addresses and port.
-    pub fn new(listen4: Option<IpAddr>, listen6: Option<IpAddr>, port: u16) -> ServerConfig {
+    pub(crate) fn new(listen4: Option<IpAddr>, listen6: Option<IpAddr>, port: u16) -> ServerConfig {
         ServerConfig {
             listen4,
             listen6,
@@ -118,7 +118,7 @@ impl ServerConfig {
     }
 
     /// The per-address key of `ip` (IPv6 grouped by [`ServerConfig::ipv6_prefix`]).
-    pub fn addr_key(&self, ip: IpAddr) -> IpAddr {
+    pub(crate) fn addr_key(&self, ip: IpAddr) -> IpAddr {
         addrkey::addr_key(ip, self.ipv6_prefix)
     }
 }
@@ -145,7 +145,7 @@ struct Shared {
 }
 
 /// A bound server, ready to serve.
-pub struct Server {
+pub(crate) struct Server {
     shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
 }
@@ -172,7 +172,7 @@ fn unspecified_like(addr: SocketAddr) -> IpAddr {
 
 impl Server {
     /// Binds the configured listeners.
-    pub fn bind(cfg: ServerConfig) -> io::Result<Server> {
+    pub(crate) fn bind(cfg: ServerConfig) -> io::Result<Server> {
         crate::sys::alloc::tune_for_server();
         if let Some(limit) = limits::raise_open_files_limit() {
             log!(2, "open files limit: {limit}");
@@ -212,7 +212,7 @@ impl Server {
     }
 
     /// The bound addresses (useful with port 0).
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+    pub(crate) fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
             .filter_map(|l| l.local_addr().ok())
@@ -221,7 +221,7 @@ impl Server {
 
     /// Accepts connections until a message arrives on `stop` (SIGINT/SIGTERM), then stops
     /// accepting, gives running sessions a few seconds to end, and returns.
-    pub fn serve(self, stop: &Receiver<i32>) -> io::Result<()> {
+    pub(crate) fn serve(self, stop: &Receiver<i32>) -> io::Result<()> {
         let addrs = self.local_addrs();
         for addr in &addrs {
             log!(0, "listening on {addr}");

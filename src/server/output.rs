@@ -33,15 +33,15 @@ use crate::report::record::TestRecord;
 use crate::report::result;
 
 /// Lines the queue holds: with 100 sessions sending both directions, five seconds of output.
-pub const QUEUE_LINES: usize = 1024;
+pub(crate) const QUEUE_LINES: usize = 1024;
 
 /// A closing interval shorter than this (the few milliseconds between the last full second and
 /// the client's close) gets no line of its own; the summary still counts its bytes.
-pub const REMNANT: Duration = Duration::from_millis(500);
+pub(crate) const REMNANT: Duration = Duration::from_millis(500);
 
 /// What stdout carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// Lines in the client's grammar.
     Text,
     /// One JSON object per session interval and per session end.
@@ -50,7 +50,7 @@ pub enum Format {
 
 /// How much the server shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Options {
+pub(crate) struct Options {
     /// Text or JSON lines.
     pub format: Format,
     /// Interval lines (or objects) and text summaries; without them only the JSON end objects
@@ -60,7 +60,7 @@ pub struct Options {
 
 impl Options {
     /// True when nothing at all would be written.
-    pub fn is_silent(&self) -> bool {
+    pub(crate) fn is_silent(&self) -> bool {
         !self.intervals && self.format == Format::Text
     }
 }
@@ -74,21 +74,24 @@ enum Item {
 }
 
 /// The queue and its writer thread, shared by all sessions.
-pub struct ServerOutput {
+pub(crate) struct ServerOutput {
     opts: Options,
     lines: Sender<Item>,
 }
 
 impl ServerOutput {
     /// Output to stdout.
-    pub fn stdout(opts: Options) -> io::Result<Arc<ServerOutput>> {
+    pub(crate) fn stdout(opts: Options) -> io::Result<Arc<ServerOutput>> {
         ServerOutput::start(opts, Box::new(io::stdout()))
     }
 
     /// Output to any writer, drained by one thread that flushes whenever the queue is empty,
     /// so lines appear as they happen. The thread ends when the last session and the server
     /// have let go of the output.
-    pub fn start(opts: Options, sink: Box<dyn Write + Send>) -> io::Result<Arc<ServerOutput>> {
+    pub(crate) fn start(
+        opts: Options,
+        sink: Box<dyn Write + Send>,
+    ) -> io::Result<Arc<ServerOutput>> {
         let (lines, rx) = crossbeam_channel::bounded(QUEUE_LINES);
         std::thread::Builder::new()
             .name("btest-output".into())
@@ -106,7 +109,7 @@ impl ServerOutput {
 
     /// Waits up to `limit` until every line queued so far is written: the server calls it
     /// before it exits, so the last sessions' summaries are not lost with the process.
-    pub fn flush(&self, limit: Duration) -> bool {
+    pub(crate) fn flush(&self, limit: Duration) -> bool {
         let deadline = std::time::Instant::now() + limit;
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         self.lines
@@ -135,14 +138,14 @@ fn drain(rx: &Receiver<Item>, mut sink: Box<dyn Write + Send>) {
 }
 
 /// An [`Admission`] decorator that shows each admitted session on the output.
-pub struct Announcer {
+pub(crate) struct Announcer {
     inner: Arc<dyn Admission>,
     out: Arc<ServerOutput>,
 }
 
 impl Announcer {
     /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Admission>, out: Arc<ServerOutput>) -> Announcer {
+    pub(crate) fn new(inner: Arc<dyn Admission>, out: Arc<ServerOutput>) -> Announcer {
         Announcer { inner, out }
     }
 }

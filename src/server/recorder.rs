@@ -27,7 +27,7 @@ use crate::report::record::{End, Peer, Sides, Span, Start, TestRecord};
 use crate::report::syslog::Syslog;
 
 /// An [`Admission`] decorator that writes a CSV row per session and sends syslog events.
-pub struct Recorder {
+pub(crate) struct Recorder {
     inner: Arc<dyn Admission>,
     csv: Option<Arc<Mutex<CsvSink>>>,
     syslog: Option<Arc<Syslog>>,
@@ -38,7 +38,7 @@ pub struct Recorder {
 
 impl Recorder {
     /// Wraps `inner`; either sink may be absent.
-    pub fn new(
+    pub(crate) fn new(
         inner: Arc<dyn Admission>,
         csv: Option<CsvSink>,
         syslog: Option<Syslog>,
@@ -53,7 +53,7 @@ impl Recorder {
     }
 
     /// Sets the control port shown in CSV rows, once the listener knows it.
-    pub fn set_port(&self, port: u16) {
+    pub(crate) fn set_port(&self, port: u16) {
         self.port.store(port, Ordering::Relaxed);
     }
 

@@ -23,7 +23,7 @@ struct Waiting<T> {
 
 /// Live tokens of sessions that still accept joins; `T` is what a join hands over (the
 /// connection and what it holds).
-pub struct Registry<T> {
+pub(crate) struct Registry<T> {
     waiting: Mutex<HashMap<u16, Waiting<T>>>,
 }
 
@@ -37,7 +37,7 @@ impl<T> Default for Registry<T> {
 
 /// Why a join was turned down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JoinRefusal {
+pub(crate) enum JoinRefusal {
     /// No session with this token is waiting for connections.
     UnknownToken(u16),
     /// The session already has all the connections it announced.
@@ -72,14 +72,14 @@ impl fmt::Display for JoinRefusal {
 }
 
 /// A reserved place in a session; hand the connection over with [`Slot::deliver`].
-pub struct Slot<T> {
+pub(crate) struct Slot<T> {
     joins: Sender<T>,
 }
 
 impl<T> Slot<T> {
     /// Gives the connection to the waiting primary (which may have given up meanwhile, in which
     /// case the connection is simply closed).
-    pub fn deliver(self, joined: T) {
+    pub(crate) fn deliver(self, joined: T) {
         let _ = self.joins.send(joined);
     }
 }
@@ -88,7 +88,7 @@ impl<T> Registry<T> {
     /// Registers a session expecting `secondaries` more connections, with a fresh token whose
     /// bytes are both non-zero and at least 2 in the high byte (so the join's first bytes can
     /// never read as a command's protocol byte), unique among live sessions.
-    pub fn register(
+    pub(crate) fn register(
         &self,
         secondaries: usize,
         primary_ip: IpAddr,
@@ -117,12 +117,12 @@ impl<T> Registry<T> {
 
     /// True when a session with `token` waits for joins: how a join of the older form (the
     /// token, then the rest of the primary's command) is told from a command.
-    pub fn is_waiting(&self, token: u16) -> bool {
+    pub(crate) fn is_waiting(&self, token: u16) -> bool {
         self.waiting.lock().contains_key(&token)
     }
 
     /// Reserves a place in the session with `token` for a connection from `from`.
-    pub fn reserve(&self, token: u16, from: IpAddr) -> Result<Slot<T>, JoinRefusal> {
+    pub(crate) fn reserve(&self, token: u16, from: IpAddr) -> Result<Slot<T>, JoinRefusal> {
         let mut waiting = self.waiting.lock();
         let entry = waiting
             .get_mut(&token)
@@ -145,19 +145,19 @@ impl<T> Registry<T> {
     }
 
     /// Stops accepting joins for `token`.
-    pub fn remove(&self, token: u16) {
+    pub(crate) fn remove(&self, token: u16) {
         self.waiting.lock().remove(&token);
     }
 
     /// Sessions currently waiting for joins.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.waiting.lock().len()
     }
 
     /// True when no session waits for joins.
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

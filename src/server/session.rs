@@ -20,7 +20,7 @@ use crate::report::text::{bits_per_second, format_rate};
 
 /// What every server session runs under, TCP or UDP: the shared CPU reading for its status
 /// messages, the server's shutdown, and the admission ticket's limits and verdicts.
-pub struct Policed<'a> {
+pub(crate) struct Policed<'a> {
     cpu: Arc<crate::sys::cpu::SharedCpu>,
     shutdown: Receiver<()>,
     ticket: &'a mut dyn Ticket,
@@ -36,7 +36,7 @@ impl<'a> Policed<'a> {
     }
 
     /// Drives `session` to its end; the ticket sees every interval and may stop it.
-    pub fn run(self, session: Session) -> Outcome {
+    pub(crate) fn run(self, session: Session) -> Outcome {
         let Policed {
             cpu,
             shutdown,

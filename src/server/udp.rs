@@ -20,7 +20,7 @@ use crate::proto::{CLIENT_UDP_PORT_OFFSET, Command};
 
 /// Ports tried before an allocation gives up: ports the OS refuses (another program holds them)
 /// are skipped, but not forever.
-pub const MAX_PORT_ATTEMPTS: usize = 1000;
+pub(crate) const MAX_PORT_ATTEMPTS: usize = 1000;
 
 /// Why a UDP test could not get ready.
 #[derive(Debug)]
@@ -75,13 +75,13 @@ impl From<UdpError> for io::Error {
 }
 
 /// Ports in the pool: from the base upward, as far as allocation has always reached.
-pub const POOL_SPAN: usize = MAX_PORT_ATTEMPTS;
+pub(crate) const POOL_SPAN: usize = MAX_PORT_ATTEMPTS;
 
 /// The server's pool of UDP data ports, handed out round robin: each allocation starts after
 /// the port handed out last, so a port comes back only after the rest of the pool. A port
 /// reused at once could receive a stray datagram of the test before it, which would start the
 /// new test's sequence tracking at a foreign number and read as reordering.
-pub struct UdpPorts {
+pub(crate) struct UdpPorts {
     base: u16,
     span: usize,
     pool: Arc<Mutex<Pool>>,
@@ -95,14 +95,14 @@ struct Pool {
 }
 
 /// A port taken from the pool; gives it back when dropped.
-pub struct PortGuard {
+pub(crate) struct PortGuard {
     port: u16,
     pool: Arc<Mutex<Pool>>,
 }
 
 impl PortGuard {
     /// The port held.
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 }
@@ -115,12 +115,12 @@ impl Drop for PortGuard {
 
 impl UdpPorts {
     /// A pool of [`POOL_SPAN`] ports starting at `base`.
-    pub fn new(base: u16) -> UdpPorts {
+    pub(crate) fn new(base: u16) -> UdpPorts {
         UdpPorts::with_span(base, POOL_SPAN)
     }
 
     /// A pool of `span` ports starting at `base`.
-    pub fn with_span(base: u16, span: usize) -> UdpPorts {
+    pub(crate) fn with_span(base: u16, span: usize) -> UdpPorts {
         let base = base.max(1);
         UdpPorts {
             base,
@@ -133,14 +133,19 @@ impl UdpPorts {
     }
 
     /// Ports held by running sessions.
-    pub fn in_use(&self) -> Vec<u16> {
+    #[cfg(test)]
+    pub(crate) fn in_use(&self) -> Vec<u16> {
         self.pool.lock().in_use.iter().copied().collect()
     }
 
     /// Binds the next port of the pool, round robin from the one after the last handed out,
     /// that no session of ours holds and the OS lets us bind on `ip`, such that the client's
     /// ports (ours + 256 .. + 256 + streams) exist too.
-    pub fn allocate(&self, ip: IpAddr, streams: usize) -> Result<(UdpSocket, PortGuard), UdpError> {
+    pub(crate) fn allocate(
+        &self,
+        ip: IpAddr,
+        streams: usize,
+    ) -> Result<(UdpSocket, PortGuard), UdpError> {
         let max_port = usize::from(u16::MAX)
             .saturating_sub(usize::from(CLIENT_UDP_PORT_OFFSET))
             .saturating_sub(streams.saturating_sub(1));
@@ -184,21 +189,21 @@ impl UdpPorts {
 }
 
 /// A UDP session made ready before the OK: its port is allocated and its socket bound.
-pub struct Prepared {
+pub(crate) struct Prepared {
     socket: UdpSocket,
     guard: PortGuard,
 }
 
 impl Prepared {
     /// The data port announced to the client.
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.guard.port()
     }
 }
 
 /// Allocates a data port for a new UDP test from `peer`, bound on `local`, the address the
 /// client reached us at, so that our datagrams leave from the address the client knows.
-pub fn prepare(
+pub(crate) fn prepare(
     ports: &UdpPorts,
     cmd: &Command,
     _peer: SocketAddr,

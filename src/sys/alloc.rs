@@ -8,7 +8,8 @@
 //! bounds what small allocations can strand. musl and the BSD allocators need none of this.
 
 /// The system's memory page size in bytes (4096 if it cannot be read).
-pub fn page_size() -> usize {
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf reads a constant of the running system.
     match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
         n if n > 0 => n as usize,
@@ -17,12 +18,14 @@ pub fn page_size() -> usize {
 }
 
 /// Allocations at least this large are mapped on their own and unmapped when freed.
-pub const MMAP_THRESHOLD: i32 = 64 * 1024;
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+pub(crate) const MMAP_THRESHOLD: i32 = 64 * 1024;
 /// Most malloc arenas glibc may create.
-pub const ARENA_MAX: i32 = 2;
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+pub(crate) const ARENA_MAX: i32 = 2;
 
 /// Applies the tuning where the C library supports it; a no-op elsewhere.
-pub fn tune_for_server() {
+pub(crate) fn tune_for_server() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; called before the server's threads.
     unsafe {
@@ -37,7 +40,7 @@ pub fn tune_for_server() {
 /// ever touched still resident, so a burst of 500 connection threads leaves megabytes behind
 /// after they are gone. A thread calls this in its outermost frame just before it ends; the
 /// pages below that frame are dead by then.
-pub fn release_unused_stack() {
+pub(crate) fn release_unused_stack() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: we query our own thread's stack bounds and discard only whole pages that lie
     // below the current frame minus a safety margin; nothing live is stored there.

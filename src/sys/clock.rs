@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A broken-down calendar time with the offset from UTC that applied at that instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LocalTime {
+pub(crate) struct LocalTime {
     /// Full year, e.g. 2026.
     pub year: i32,
     /// Month, 1 = January.
@@ -32,13 +32,13 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// The current local time.
-pub fn local_now() -> LocalTime {
+pub(crate) fn local_now() -> LocalTime {
     local_from_unix(unix_now())
 }
 
 /// The local time at `secs` seconds since the Unix epoch. Falls back to UTC if the C library
 /// cannot convert it (out of range for its `time_t` or no zone information).
-pub fn local_from_unix(secs: i64) -> LocalTime {
+pub(crate) fn local_from_unix(secs: i64) -> LocalTime {
     static TZSET: Once = Once::new();
     // localtime_r need not read TZ itself (POSIX); tzset once makes the zone take effect.
     // SAFETY: tzset has no arguments; Once makes this the only call from our code.
@@ -80,7 +80,7 @@ fn field(v: libc::c_int) -> u8 {
 
 /// The time at `secs` seconds since the Unix epoch in UTC, computed without the C library
 /// (proleptic Gregorian calendar, civil-from-days), so it is exact and infallible.
-pub fn utc_from_unix(secs: i64) -> LocalTime {
+pub(crate) fn utc_from_unix(secs: i64) -> LocalTime {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
@@ -121,7 +121,7 @@ fn unix_now() -> i64 {
 
 impl LocalTime {
     /// `2026-11-25T19:06:43+01:00`: sortable and unambiguous across zones, for CSV rows.
-    pub fn iso8601(&self) -> String {
+    pub(crate) fn iso8601(&self) -> String {
         let mut s = String::with_capacity(25);
         let sign = if self.utc_offset_s < 0 { '-' } else { '+' };
         let off_min = self.utc_offset_s.unsigned_abs() / 60;
@@ -142,12 +142,12 @@ impl LocalTime {
     }
 
     /// `19:06:43`, the prefix of interval lines under `--timestamps`.
-    pub fn time_of_day(&self) -> String {
+    pub(crate) fn time_of_day(&self) -> String {
         format!("{:02}:{:02}:{:02}", self.hour, self.minute, self.second)
     }
 
     /// `Nov  5 19:06:43`: the RFC 3164 TIMESTAMP, day padded with a space, no year or zone.
-    pub fn rfc3164(&self) -> String {
+    pub(crate) fn rfc3164(&self) -> String {
         let month = MONTHS
             .get(usize::from(self.month).wrapping_sub(1))
             .copied()

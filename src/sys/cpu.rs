@@ -17,7 +17,7 @@ struct Ticks {
 
 /// Measures system-wide CPU load between successive calls of [`CpuSampler::sample`].
 #[derive(Debug)]
-pub struct CpuSampler {
+pub(crate) struct CpuSampler {
     source: platform::Source,
     prev: platform::Raw,
     /// Returned when no tick has passed since the previous sample (two calls in quick
@@ -29,7 +29,7 @@ impl CpuSampler {
     /// Opens the platform's counters and takes the first reading; `None` where the platform
     /// has no supported source (the status message then carries 0 %, as RouterOS does when it
     /// cannot tell).
-    pub fn new() -> Option<CpuSampler> {
+    pub(crate) fn new() -> Option<CpuSampler> {
         let mut source = platform::Source::open()?;
         let prev = source.read()?;
         Some(CpuSampler {
@@ -41,7 +41,7 @@ impl CpuSampler {
 
     /// CPU load in percent (0..=100) over the time since the previous call (or since
     /// [`CpuSampler::new`] for the first call); `None` if the counters could not be read.
-    pub fn sample(&mut self) -> Option<u8> {
+    pub(crate) fn sample(&mut self) -> Option<u8> {
         let cur = self.source.read()?;
         let ticks = platform::delta(&self.prev, &cur);
         if ticks.total == 0 {
@@ -55,25 +55,6 @@ impl CpuSampler {
         self.last_pct = u8::try_from(pct.min(100)).unwrap_or(100);
         Some(self.last_pct)
     }
-}
-
-/// CPU time (user + system) consumed by this process so far; benches divide it by the bytes
-/// moved to report CPU seconds per gigabyte, which is comparable across link speeds.
-pub fn process_cpu_time() -> Duration {
-    // SAFETY: an all-zero `rusage` is a valid value of a plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid, writable rusage.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    timeval_to_duration(usage.ru_utime) + timeval_to_duration(usage.ru_stime)
-}
-
-fn timeval_to_duration(tv: libc::timeval) -> Duration {
-    let secs = u64::try_from(tv.tv_sec).unwrap_or(0);
-    let micros = u32::try_from(tv.tv_usec).unwrap_or(0).min(999_999);
-    Duration::new(secs, micros * 1000)
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -310,11 +291,11 @@ mod platform {
     }
 }
 
-#[cfg(test)]
+// Every test reads /proc/stat.
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
 mod tests {
     use super::*;
 
-    #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn parses_proc_stat_first_line() {
         let text = b"cpu  100 20 30 400 50 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
@@ -351,7 +332,6 @@ mod tests {
         }
     }
 
-    #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn load_rises_under_busy_loop() {
         let mut s = CpuSampler::new().expect("supported on Linux");
@@ -367,7 +347,6 @@ mod tests {
         assert!(busy >= idle, "busy {busy}% < idle {idle}%");
     }
 
-    #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn back_to_back_samples_do_not_drop_to_zero() {
         let mut s = CpuSampler::new().unwrap();
@@ -377,21 +356,13 @@ mod tests {
         let second = s.sample().unwrap();
         assert!(first <= 100 && second <= 100);
     }
-
-    #[test]
-    fn process_cpu_time_grows_while_spinning() {
-        let before = process_cpu_time();
-        spin_all_cores(Duration::from_millis(100));
-        let after = process_cpu_time();
-        assert!(after > before, "{before:?} -> {after:?}");
-    }
 }
 
 /// The machine's CPU load, sampled by one background thread once a second and read by any
 /// number of sessions: several sessions sampling the same counters themselves would each see
 /// only the slice since the other's sample.
 #[derive(Debug)]
-pub struct SharedCpu {
+pub(crate) struct SharedCpu {
     load: std::sync::atomic::AtomicU8,
 }
 
@@ -400,7 +371,7 @@ impl SharedCpu {
 
     /// Starts the sampling thread; it ends when `stop` is disconnected. Returns a reader whose
     /// value is `None` where the platform has no sampler.
-    pub fn start(stop: crossbeam_channel::Receiver<()>) -> std::sync::Arc<SharedCpu> {
+    pub(crate) fn start(stop: crossbeam_channel::Receiver<()>) -> std::sync::Arc<SharedCpu> {
         let shared = std::sync::Arc::new(SharedCpu {
             load: std::sync::atomic::AtomicU8::new(Self::UNKNOWN),
         });
@@ -428,7 +399,7 @@ impl SharedCpu {
     }
 
     /// The last sampled load.
-    pub fn get(&self) -> Option<u8> {
+    pub(crate) fn get(&self) -> Option<u8> {
         match self.load.load(std::sync::atomic::Ordering::Relaxed) {
             Self::UNKNOWN => None,
             load => Some(load),

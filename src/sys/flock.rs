@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 /// Takes an exclusive lock on `file` without waiting; false when another open file holds a
 /// lock on it (or the call fails). The lock lasts until every descriptor of this open file is
 /// closed, so it goes with the `File`.
-pub fn try_lock_exclusive(file: &File) -> bool {
+pub(crate) fn try_lock_exclusive(file: &File) -> bool {
     // SAFETY: flock on a descriptor the `File` owns; no memory is passed.
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }

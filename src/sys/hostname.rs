@@ -2,7 +2,7 @@
 
 /// The host name as the system has it (`gethostname`), non-UTF-8 bytes replaced; `None` when
 /// the call fails.
-pub fn get() -> Option<String> {
+pub(crate) fn get() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is writable for its full length.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

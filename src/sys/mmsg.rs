@@ -11,14 +11,14 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
 /// A socket address in the kernel's layout, built once and handed to every send.
-pub struct RawAddr {
+pub(crate) struct RawAddr {
     storage: libc::sockaddr_storage,
     len: libc::socklen_t,
 }
 
 impl RawAddr {
     /// `addr` as a `sockaddr_in` or `sockaddr_in6`.
-    pub fn new(addr: SocketAddr) -> RawAddr {
+    pub(crate) fn new(addr: SocketAddr) -> RawAddr {
         // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
         let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
         let at = (&mut storage as *mut libc::sockaddr_storage).cast::<u8>();
@@ -114,7 +114,7 @@ fn header(iov: *mut libc::iovec, name: *mut libc::c_void, namelen: u32) -> libc:
 
 /// Slots of `len` bytes back to back in one buffer, all sent to one address by `sendmmsg`.
 /// The caller writes into the slots between sends (each datagram its own sequence number).
-pub struct SendBatch {
+pub(crate) struct SendBatch {
     buf: Vec<u8>,
     len: usize,
     _iov: Vec<libc::iovec>,
@@ -126,7 +126,12 @@ pub struct SendBatch {
 impl SendBatch {
     /// `buf` holds the payload of every slot back to back: `buf.len() / len` slots, at least
     /// one and at most `max_slots` (the buffer is grown with zeros to fill one slot).
-    pub fn new(mut buf: Vec<u8>, len: usize, max_slots: usize, dest: SocketAddr) -> SendBatch {
+    pub(crate) fn new(
+        mut buf: Vec<u8>,
+        len: usize,
+        max_slots: usize,
+        dest: SocketAddr,
+    ) -> SendBatch {
         let len = len.max(1);
         let slots = (buf.len() / len).clamp(1, max_slots.max(1));
         if buf.len() < slots * len {
@@ -156,33 +161,33 @@ impl SendBatch {
     }
 
     /// How many datagrams one send can carry.
-    pub fn slots(&self) -> usize {
+    pub(crate) fn slots(&self) -> usize {
         self.hdr.len()
     }
 
     /// The bytes of slot `k`, to write its sequence number into.
-    pub fn slot_mut(&mut self, k: usize) -> Option<&mut [u8]> {
+    pub(crate) fn slot_mut(&mut self, k: usize) -> Option<&mut [u8]> {
         self.buf.get_mut(k * self.len..(k + 1) * self.len)
     }
 
     /// The first `n` slots back to back: the layout one segmentation-offload send takes.
-    pub fn first(&self, n: usize) -> Option<&[u8]> {
+    pub(crate) fn first(&self, n: usize) -> Option<&[u8]> {
         self.buf.get(..n * self.len)
     }
 
     /// Bytes per slot.
-    pub fn slot_len(&self) -> usize {
+    pub(crate) fn slot_len(&self) -> usize {
         self.len
     }
 
     /// Where every datagram goes.
-    pub fn dest(&self) -> &RawAddr {
+    pub(crate) fn dest(&self) -> &RawAddr {
         &self.dest
     }
 
     /// Sends the first `count` slots (at least one, at most [`Self::slots`]) to the
     /// destination; returns how many the kernel took.
-    pub fn send(&mut self, fd: RawFd, count: usize) -> io::Result<usize> {
+    pub(crate) fn send(&mut self, fd: RawFd, count: usize) -> io::Result<usize> {
         let count = count.clamp(1, self.hdr.len());
         // SAFETY: every header points at a live iovec, buffer slot and address owned by self,
         // and `count` does not exceed the number of headers.
@@ -200,7 +205,7 @@ const CONTROL_WORDS: usize = 8;
 /// Receive slots for `recvmmsg`, each with its source address: either heads that keep only
 /// the first bytes of each datagram with its full length (`MSG_TRUNC`), enough for a receiver
 /// that reads a sequence number, or whole buffers with room for control messages.
-pub struct RecvBatch {
+pub(crate) struct RecvBatch {
     bufs: Vec<u8>,
     slot: usize,
     _iov: Vec<libc::iovec>,
@@ -212,7 +217,7 @@ pub struct RecvBatch {
 
 impl RecvBatch {
     /// `slots` datagrams per receive, `head` bytes kept of each.
-    pub fn heads(slots: usize, head: usize) -> RecvBatch {
+    pub(crate) fn heads(slots: usize, head: usize) -> RecvBatch {
         RecvBatch::build(slots, head, 0, libc::MSG_WAITFORONE | libc::MSG_TRUNC)
     }
 
@@ -254,7 +259,7 @@ impl RecvBatch {
 
     /// Waits (up to the socket's receive timeout) for at least one datagram and takes every
     /// one already queued, up to the number of slots; returns how many slots were filled.
-    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let control_len = if self.control.is_empty() {
             0
         } else {
@@ -285,7 +290,7 @@ impl RecvBatch {
     }
 
     /// Source, full length and the kept bytes of slot `k` of the last receive.
-    pub fn get(&self, k: usize) -> Option<(SocketAddr, usize, &[u8])> {
+    pub(crate) fn get(&self, k: usize) -> Option<(SocketAddr, usize, &[u8])> {
         let len = self.hdr.get(k)?.msg_len as usize;
         let src = socket_addr(self.addrs.get(k)?)?;
         let start = k * self.slot;

@@ -1,17 +1,18 @@
 //! The operating-system facilities we need, each a few lines over `libc`.
 #![allow(unsafe_code)]
 
-pub mod alloc;
-pub mod clock;
-pub mod cpu;
-pub mod flock;
-pub mod hostname;
+pub(crate) mod alloc;
+pub(crate) mod clock;
+pub(crate) mod cpu;
+#[cfg(feature = "pro")]
+pub(crate) mod flock;
+pub(crate) mod hostname;
 #[cfg(target_os = "linux")]
-pub mod mmsg;
+pub(crate) mod mmsg;
 pub mod random;
-pub mod rlimit;
-pub mod signal;
-pub mod sockopt;
-pub mod tcp_info;
+pub(crate) mod rlimit;
+pub(crate) mod signal;
+pub(crate) mod sockopt;
+pub(crate) mod tcp_info;
 #[cfg(target_os = "linux")]
-pub mod udp_gso;
+pub(crate) mod udp_gso;

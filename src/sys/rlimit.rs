@@ -2,7 +2,7 @@
 
 /// Raises the soft limit on open files (`RLIMIT_NOFILE`) to the hard limit. Returns the soft
 /// limit now in force, or `None` when it cannot be read.
-pub fn raise_open_files() -> Option<u64> {
+pub(crate) fn raise_open_files() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

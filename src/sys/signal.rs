@@ -11,10 +11,7 @@ use parking_lot::Mutex;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-
-/// Set by the handler; for loops that poll rather than wait on the channel.
-static RECEIVED: AtomicBool = AtomicBool::new(false);
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Write end of the self-pipe, -1 until installed. Read by the handler, hence an atomic.
 static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
@@ -26,7 +23,7 @@ static INSTALLED: Mutex<Option<Receiver<i32>>> = Mutex::new(None);
 /// Installs the SIGINT and SIGTERM handlers and returns a receiver of the signal numbers
 /// caught from then on. Idempotent: later calls return a clone of the same receiver (clones
 /// share one queue, so each signal is delivered to only one of them).
-pub fn install() -> io::Result<Receiver<i32>> {
+pub(crate) fn install() -> io::Result<Receiver<i32>> {
     let mut installed = INSTALLED.lock();
     if let Some(rx) = installed.as_ref() {
         return Ok(rx.clone());
@@ -44,11 +41,6 @@ pub fn install() -> io::Result<Receiver<i32>> {
     }
     *installed = Some(rx.clone());
     Ok(rx)
-}
-
-/// True once SIGINT or SIGTERM has been caught since [`install`].
-pub fn received() -> bool {
-    RECEIVED.load(Ordering::Relaxed)
 }
 
 fn into_raw(fd: OwnedFd) -> RawFd {
@@ -110,7 +102,6 @@ fn set_handler(sig: libc::c_int) -> io::Result<()> {
 /// The handler: only atomics and `write(2)`, with errno preserved for the interrupted code.
 extern "C" fn on_signal(sig: libc::c_int) {
     let saved = errno::get();
-    RECEIVED.store(true, Ordering::Relaxed);
     let fd = PIPE_WRITE.load(Ordering::Acquire);
     if fd >= 0 {
         let byte = u8::try_from(sig).unwrap_or(0);
@@ -204,6 +195,5 @@ mod tests {
         assert_eq!(unsafe { libc::raise(libc::SIGTERM) }, 0);
         let got = rx.recv_timeout(Duration::from_secs(2)).unwrap();
         assert_eq!(got, libc::SIGTERM);
-        assert!(received());
     }
 }

@@ -7,7 +7,11 @@ use std::os::fd::RawFd;
 /// `SO_RCVBUF`); `None` leaves that one alone. High-rate tests need more than the defaults,
 /// but the kernel may clamp or double the value, so the result is advisory: both options are
 /// always attempted, and the first error is returned for the caller to log or ignore.
-pub fn set_buffer_sizes(fd: RawFd, send: Option<usize>, recv: Option<usize>) -> io::Result<()> {
+pub(crate) fn set_buffer_sizes(
+    fd: RawFd,
+    send: Option<usize>,
+    recv: Option<usize>,
+) -> io::Result<()> {
     let mut first_err = None;
     for (opt, size) in [(libc::SO_SNDBUF, send), (libc::SO_RCVBUF, recv)] {
         if let Some(size) = size {
@@ -40,7 +44,7 @@ fn set_int(fd: RawFd, opt: libc::c_int, value: usize) -> io::Result<()> {
 
 /// Shuts a socket down in both directions, ignoring the answer: an unconnected UDP socket
 /// answers `ENOTCONN`, but Linux still marks it shut and wakes its blocked readers and writers.
-pub fn shutdown(fd: RawFd) {
+pub(crate) fn shutdown(fd: RawFd) {
     // SAFETY: shutdown takes no memory; a descriptor that is not a socket only gets an error.
     unsafe {
         libc::shutdown(fd, libc::SHUT_RDWR);
@@ -52,7 +56,7 @@ pub fn shutdown(fd: RawFd) {
 /// buffer, where TCP keeps data until it is acknowledged); `None` elsewhere or on error.
 /// Written minus this is what the peer has taken: it tells a slow peer from a stalled one when
 /// the kernel keeps growing the send buffer, and it is what a sender reports as sent.
-pub fn unacked_bytes(fd: RawFd) -> Option<u64> {
+pub(crate) fn unacked_bytes(fd: RawFd) -> Option<u64> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     let request = libc::TIOCOUTQ;
     #[cfg(target_os = "freebsd")]

@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 
 /// What the kernel reports about one TCP connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpStats {
+pub(crate) struct TcpStats {
     /// Smoothed round-trip time, microseconds.
     pub rtt_us: u32,
     /// Round-trip time variation, microseconds.
@@ -19,7 +19,7 @@ pub struct TcpStats {
 
 /// Reads the statistics of the TCP socket `fd`; `None` if it is not a TCP socket, the call
 /// fails, or the platform has no `TCP_INFO` we understand.
-pub fn tcp_stats(fd: RawFd) -> Option<TcpStats> {
+pub(crate) fn tcp_stats(fd: RawFd) -> Option<TcpStats> {
     imp::tcp_stats(fd)
 }
 
@@ -27,7 +27,7 @@ pub fn tcp_stats(fd: RawFd) -> Option<TcpStats> {
 /// 4.1 and later); `None` where the kernel or the C library does not have the field. Exact and
 /// free of races with a concurrent writer, unlike written minus unacknowledged. It counts the
 /// SYN and FIN too (one byte each), so callers take differences.
-pub fn bytes_acked(fd: RawFd) -> Option<u64> {
+pub(crate) fn bytes_acked(fd: RawFd) -> Option<u64> {
     imp::bytes_acked(fd)
 }
 

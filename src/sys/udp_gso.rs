@@ -28,19 +28,24 @@ const UDP_SEGMENT: libc::c_int = 103;
 const UDP_GRO: libc::c_int = 104;
 
 /// Most segments one send may carry (`UDP_MAX_SEGMENTS` of kernels before 6.x; newer allow 128).
-pub const MAX_SEGMENTS: usize = 64;
+pub(crate) const MAX_SEGMENTS: usize = 64;
 /// Most payload one send may carry: it must fit one IP datagram's 16-bit length with headers.
-pub const MAX_BYTES: usize = 65_000;
+pub(crate) const MAX_BYTES: usize = 65_000;
 
 /// Segments of `segment` bytes one send may carry.
-pub fn segments_per_send(segment: usize) -> usize {
+pub(crate) fn segments_per_send(segment: usize) -> usize {
     (MAX_BYTES / segment.max(1)).clamp(1, MAX_SEGMENTS)
 }
 
 /// Sends `data` as datagrams of `segment` bytes each (the last may be shorter) to `dest`, in
 /// one system call. Returns the bytes sent, which is all of `data`: the
 /// kernel takes a segmented buffer whole or not at all.
-pub fn send_segments(fd: RawFd, data: &[u8], segment: u16, dest: &RawAddr) -> io::Result<usize> {
+pub(crate) fn send_segments(
+    fd: RawFd,
+    data: &[u8],
+    segment: u16,
+    dest: &RawAddr,
+) -> io::Result<usize> {
     // Room for one control message with a u16, aligned for cmsghdr.
     let mut control = [0u64; 4];
     let mut iov = libc::iovec {
@@ -77,7 +82,7 @@ pub fn send_segments(fd: RawFd, data: &[u8], segment: u16, dest: &RawAddr) -> io
 
 /// True when an error from [`send_segments`] means "this kernel, device or size does not do
 /// segmentation offload" rather than a passing or fatal condition of the socket.
-pub fn is_refusal(e: &io::Error) -> bool {
+pub(crate) fn is_refusal(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EINVAL | libc::EIO | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
@@ -86,7 +91,7 @@ pub fn is_refusal(e: &io::Error) -> bool {
 
 /// Asks the kernel to coalesce received datagrams (`UDP_GRO`, Linux 5.0+). False when it does
 /// not know the option; the socket then keeps receiving datagram by datagram.
-pub fn enable_gro(fd: RawFd) -> bool {
+pub(crate) fn enable_gro(fd: RawFd) -> bool {
     let one: libc::c_int = 1;
     // SAFETY: the option value is a valid c_int and the length is its size.
     let rc = unsafe {
@@ -116,7 +121,7 @@ struct Segment {
 
 /// `recvmmsg` into [`GRO_SLOTS`] whole buffers on a socket with `UDP_GRO` on, and the datagrams
 /// found in them.
-pub struct GroBatch {
+pub(crate) struct GroBatch {
     slots: RecvBatch,
     segments: Vec<Segment>,
 }
@@ -129,7 +134,7 @@ impl Default for GroBatch {
 
 impl GroBatch {
     /// Buffers for [`GRO_SLOTS`] coalesced receives (256 KiB, touched only as data arrives).
-    pub fn new() -> GroBatch {
+    pub(crate) fn new() -> GroBatch {
         GroBatch {
             slots: RecvBatch::whole(GRO_SLOTS, GRO_SLOT_BYTES),
             segments: Vec::with_capacity(GRO_SLOTS * 64),
@@ -138,7 +143,7 @@ impl GroBatch {
 
     /// Waits (up to the socket's receive timeout) for data and takes what is queued; returns
     /// how many datagrams the batch holds once coalesced trains are split again.
-    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let filled = self.slots.recv(fd)?;
         self.segments.clear();
         for slot in 0..filled {
@@ -168,7 +173,7 @@ impl GroBatch {
     }
 
     /// Source address, length and bytes of datagram `k` of the last batch.
-    pub fn get(&self, k: usize) -> Option<(SocketAddr, usize, &[u8])> {
+    pub(crate) fn get(&self, k: usize) -> Option<(SocketAddr, usize, &[u8])> {
         let s = self.segments.get(k)?;
         let (src, _, kept) = self.slots.get(s.slot as usize)?;
         let start = s.offset as usize;

@@ -3,10 +3,11 @@
 //! Either way a batch is built once per stream and nothing is allocated per datagram.
 
 /// Most datagrams moved by one system call.
-pub const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 64;
 /// Bytes of each datagram the Linux receiver copies out of the kernel: enough for the sequence
 /// number; the length comes from `MSG_TRUNC`.
-pub const RECV_SLOT: usize = 64;
+#[cfg(target_os = "linux")]
+pub(crate) const RECV_SLOT: usize = 64;
 
 #[cfg(target_os = "linux")]
 pub(super) use linux::{RxBatch, TxBatch};

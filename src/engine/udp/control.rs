@@ -13,16 +13,16 @@ use crate::engine::tcp::{Liveness, ReadEvent, Reader, classify};
 /// connection, or data) for this long is gone. RouterOS's `interval` goes up to 5 s, so this is
 /// three of its longest intervals; a peer seen to report even more slowly gets three of its own
 /// intervals (see [`silence_limit`]).
-pub const CONTROL_SILENCE: Duration = Duration::from_secs(15);
+pub(crate) const CONTROL_SILENCE: Duration = Duration::from_secs(15);
 /// The silence limit never grows past this, however slowly the peer has reported.
-pub const MAX_CONTROL_SILENCE: Duration = Duration::from_secs(60);
+pub(crate) const MAX_CONTROL_SILENCE: Duration = Duration::from_secs(60);
 /// Read buffer of the control connection: it carries only 12-byte status messages.
 const CONTROL_BUFFER: usize = 512;
 
 /// How long a UDP test waits for a sign of life: [`CONTROL_SILENCE`] or three of the longest
 /// gaps seen between the peer's status messages, whichever is longer (at most
 /// [`MAX_CONTROL_SILENCE`]).
-pub fn silence_limit(longest_status_gap: Duration) -> Duration {
+pub(crate) fn silence_limit(longest_status_gap: Duration) -> Duration {
     (longest_status_gap * 3).clamp(CONTROL_SILENCE, MAX_CONTROL_SILENCE)
 }
 
@@ -33,7 +33,7 @@ pub fn silence_limit(longest_status_gap: Duration) -> Duration {
 ///
 /// Liveness is deliberately looser than acceptance: every well-formed status counts, even one
 /// whose seq repeats or is not believed (RouterOS may repeat a seq), and so does data arriving.
-pub fn control_reader(control: TcpStream, state: &TestState) -> StreamEnd {
+pub(crate) fn control_reader(control: TcpStream, state: &TestState) -> StreamEnd {
     if let Err(e) = control.set_read_timeout(Some(RECV_TIMEOUT)) {
         return classify(&e, state);
     }

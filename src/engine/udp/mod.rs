@@ -35,10 +35,8 @@ mod route;
 mod send;
 mod socket;
 
-pub use batch::{BATCH, RECV_SLOT};
-pub use control::{CONTROL_SILENCE, MAX_CONTROL_SILENCE, control_reader, silence_limit};
-pub use pacing::{batch_for, paced_rate};
-pub use receive::{UdpReceivePlan, UdpTotals, receive_loop};
-pub use route::{Demux, normalize};
-pub use send::{SEND_BACKOFF, UdpSendPlan, send_loop};
-pub use socket::{SOCKET_BUFFER, prepare_socket};
+pub(crate) use control::control_reader;
+pub(crate) use receive::{UdpReceivePlan, UdpTotals, receive_loop};
+pub(crate) use route::{Demux, normalize};
+pub(crate) use send::{UdpSendPlan, send_loop};
+pub(crate) use socket::prepare_socket;

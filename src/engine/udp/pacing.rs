@@ -9,7 +9,7 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Datagrams per system call at `rate_bps` for `wire_bytes`-byte datagrams: about one
 /// millisecond of traffic, at least one (low rates send datagram by datagram), at most
 /// [`BATCH`] and [`MAX_BATCH_BYTES`] of payload. Unpaced senders use the largest batch.
-pub fn batch_for(rate_bps: u64, wire_bytes: u64, payload_len: usize) -> usize {
+pub(crate) fn batch_for(rate_bps: u64, wire_bytes: u64, payload_len: usize) -> usize {
     let cap = (MAX_BATCH_BYTES / payload_len.max(1)).clamp(1, BATCH);
     if rate_bps == 0 {
         return cap;
@@ -20,7 +20,7 @@ pub fn batch_for(rate_bps: u64, wire_bytes: u64, payload_len: usize) -> usize {
 
 /// The rate the pacer actually runs at: below two datagrams a second the protocol sends one
 /// datagram a second (the interval clamp of protocol document section 8).
-pub fn paced_rate(rate_bps: u64, wire_bytes: u64) -> u64 {
+pub(crate) fn paced_rate(rate_bps: u64, wire_bytes: u64) -> u64 {
     let size = u32::try_from(wire_bytes).unwrap_or(u32::MAX);
     match crate::proto::rate::send_interval_ns(rate_bps, size) {
         Some(crate::proto::rate::CLAMPED_INTERVAL_NS) => wire_bytes * 8,

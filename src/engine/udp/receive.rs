@@ -17,7 +17,7 @@ use crate::proto::udp::read_seq;
 
 /// What a receiver accepts and how it counts.
 #[derive(Clone, Debug)]
-pub struct UdpReceivePlan {
+pub(crate) struct UdpReceivePlan {
     /// Only datagrams from this address are test data.
     pub peer_ip: IpAddr,
     /// Count received datagrams as IPv6 packets (48 bytes of headers) rather than IPv4 (28).
@@ -32,7 +32,7 @@ pub struct UdpReceivePlan {
 
 /// Whole-test datagram counts, kept beside the per-interval counters for logs.
 #[derive(Debug, Default)]
-pub struct UdpTotals {
+pub(crate) struct UdpTotals {
     /// Datagrams received (duplicates included).
     pub received: AtomicU64,
     /// Datagrams that never arrived.
@@ -48,7 +48,7 @@ pub struct UdpTotals {
 ///
 /// A silent data path does not end the test: the control connection decides whether the peer
 /// is still there (a receive test through a broken path should report 100 % loss, not stop).
-pub fn receive_loop(
+pub(crate) fn receive_loop(
     sock: UdpSocket,
     state: &TestState,
     streams: Vec<Arc<StreamCounters>>,

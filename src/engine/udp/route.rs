@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 /// How a receiver assigns datagrams to streams.
 #[derive(Clone, Copy, Debug)]
-pub enum Demux {
+pub(crate) enum Demux {
     /// Every datagram belongs to the one stream (a client socket per stream).
     Single,
     /// Stream `i` sends from port `base + i` (a RouterOS client with connection-count N sends
@@ -16,7 +16,7 @@ pub enum Demux {
 }
 
 /// IPv4-mapped IPv6 addresses compare as the IPv4 address they carry.
-pub fn normalize(ip: IpAddr) -> IpAddr {
+pub(crate) fn normalize(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,

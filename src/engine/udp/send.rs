@@ -15,11 +15,11 @@ use crate::proto::Payload;
 
 /// Pause after a send the kernel refused for lack of buffers (`ENOBUFS`, `EAGAIN`): long enough
 /// for a queue to drain a little, short against the pacing schedule.
-pub const SEND_BACKOFF: Duration = Duration::from_micros(200);
+pub(crate) const SEND_BACKOFF: Duration = Duration::from_micros(200);
 
 /// How a UDP sender fills and addresses its datagrams.
 #[derive(Clone, Copy, Debug)]
-pub struct UdpSendPlan {
+pub(crate) struct UdpSendPlan {
     /// Where every datagram goes.
     pub dest: SocketAddr,
     /// UDP payload bytes per datagram (at least the 4-byte sequence number).
@@ -32,7 +32,7 @@ pub struct UdpSendPlan {
 
 /// Sends datagrams until the test stops: sequence numbers from 0, paced per batch at the
 /// stream's share of the test's rate, which the 1.5x rule may change while it runs.
-pub fn send_loop(
+pub(crate) fn send_loop(
     sock: UdpSocket,
     state: &TestState,
     counters: &StreamCounters,

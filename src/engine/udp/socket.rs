@@ -7,10 +7,10 @@ use crate::engine::RECV_TIMEOUT;
 
 /// Socket buffer size asked for (the kernel clamps it to its own maximum): a burst of a few
 /// milliseconds at gigabit rates must fit while the receiver is descheduled.
-pub const SOCKET_BUFFER: usize = 4 << 20;
+pub(crate) const SOCKET_BUFFER: usize = 4 << 20;
 
 /// Asks for large socket buffers and sets the kernel timeouts every loop relies on.
-pub fn prepare_socket(sock: &UdpSocket) -> io::Result<()> {
+pub(crate) fn prepare_socket(sock: &UdpSocket) -> io::Result<()> {
     sock.set_read_timeout(Some(RECV_TIMEOUT))?;
     sock.set_write_timeout(Some(RECV_TIMEOUT))?;
     #[cfg(unix)]

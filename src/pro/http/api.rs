@@ -12,7 +12,7 @@ use crate::pro::quota::{self, Dir, Subject};
 use crate::report::json::JsonWriter;
 
 /// The writer's counters in the Prometheus text format.
-pub fn db_metrics(h: &WriteHealth) -> String {
+pub(crate) fn db_metrics(h: &WriteHealth) -> String {
     format!(
         "# HELP btest_db_write_errors_total Database writes that failed since start (each is \
          held and tried again).\n# TYPE btest_db_write_errors_total counter\n\
@@ -26,7 +26,7 @@ pub fn db_metrics(h: &WriteHealth) -> String {
 
 /// 200 while the database takes writes, 503 (and the error) while it does not and new tests
 /// are refused. Open to all, like `/metrics`: it names no address or user.
-pub fn health_json(h: &WriteHealth) -> Response {
+pub(crate) fn health_json(h: &WriteHealth) -> Response {
     let failing = h.failing();
     let mut w = JsonWriter::new();
     w.begin_object()
@@ -40,7 +40,7 @@ pub fn health_json(h: &WriteHealth) -> Response {
     Response::json(if failing { 503 } else { 200 }, w.finish())
 }
 
-pub fn usage_json(ctx: &Context, s: &Subject) -> Result<String, DbError> {
+pub(crate) fn usage_json(ctx: &Context, s: &Subject) -> Result<String, DbError> {
     let periods = usage_of(ctx, s)?;
     let mut w = JsonWriter::new();
     w.begin_object()
@@ -81,7 +81,7 @@ pub fn usage_json(ctx: &Context, s: &Subject) -> Result<String, DbError> {
 }
 
 /// `/api/ip/{ip}/sessions`: the address's newest sessions.
-pub fn ip_sessions_json(ip: IpAddr, rows: &[SessionRow], admin: bool) -> String {
+pub(crate) fn ip_sessions_json(ip: IpAddr, rows: &[SessionRow], admin: bool) -> String {
     let mut w = JsonWriter::new();
     w.begin_object().field_str("ip", &ip.to_string());
     w.key("sessions").begin_array();
@@ -93,7 +93,7 @@ pub fn ip_sessions_json(ip: IpAddr, rows: &[SessionRow], admin: bool) -> String 
 }
 
 /// `/api/session/{id}`: the row and its intervals.
-pub fn session_json(row: &SessionRow, ivs: &[IntervalRow], admin: bool) -> String {
+pub(crate) fn session_json(row: &SessionRow, ivs: &[IntervalRow], admin: bool) -> String {
     let mut w = JsonWriter::new();
     w.begin_object();
     w.key("session");
@@ -117,7 +117,7 @@ pub fn session_json(row: &SessionRow, ivs: &[IntervalRow], admin: bool) -> Strin
 }
 
 /// `/api/sessions/live`: every running session with its counters.
-pub fn live_json(ctx: &Context) -> String {
+pub(crate) fn live_json(ctx: &Context) -> String {
     let now = quota::unix_ms();
     let mut w = JsonWriter::new();
     w.begin_object().key("sessions").begin_array();

@@ -11,11 +11,11 @@ use crate::pro::quota::{self, Kind, Limits, Period, Subject};
 use crate::report::json::JsonWriter;
 
 /// Most intervals returned for one session (a day at one per second).
-pub const MAX_INTERVALS: u32 = 86_400;
+pub(crate) const MAX_INTERVALS: u32 = 86_400;
 
 /// One period's figures for a subject.
 #[derive(Debug, Clone)]
-pub struct PeriodUsage {
+pub(crate) struct PeriodUsage {
     /// Which period.
     pub period: Period,
     /// `2026-11-25`, `2026-W48`, `2026-11`.
@@ -35,7 +35,7 @@ pub struct PeriodUsage {
 /// Usage and effective budgets of `s` in the current day, week and month: the stored usage
 /// buckets against the server's defaults with the database's overrides on top, read fresh
 /// (not through the admission's cache, which HTTP callers must not grow).
-pub fn usage_of(ctx: &Context, s: &Subject) -> Result<Vec<PeriodUsage>, DbError> {
+pub(crate) fn usage_of(ctx: &Context, s: &Subject) -> Result<Vec<PeriodUsage>, DbError> {
     let conn = ctx.pool.get().map_err(DbError::Pool)?;
     let defaults: Limits = match s.kind {
         Kind::User => ctx.defaults_user,
@@ -63,7 +63,7 @@ pub fn usage_of(ctx: &Context, s: &Subject) -> Result<Vec<PeriodUsage>, DbError>
 
 /// One row of the sessions table.
 #[derive(Debug, Clone)]
-pub struct SessionRow {
+pub(crate) struct SessionRow {
     /// Id.
     pub id: i64,
     /// Start, Unix ms.
@@ -127,7 +127,7 @@ impl SessionRow {
 
     /// The detail a caller may see: all of it for the admin; for others none when the session
     /// had a user (quota details name them).
-    pub fn visible_detail(&self, admin: bool) -> Option<&str> {
+    pub(crate) fn visible_detail(&self, admin: bool) -> Option<&str> {
         if admin || self.user.is_none() {
             self.detail.as_deref()
         } else {
@@ -136,7 +136,7 @@ impl SessionRow {
     }
 
     /// Writes the row as a JSON object; `user` only for the admin.
-    pub fn write(&self, w: &mut JsonWriter, admin: bool) {
+    pub(crate) fn write(&self, w: &mut JsonWriter, admin: bool) {
         let opt_str = |w: &mut JsonWriter, k: &str, v: Option<&str>| {
             w.key(k);
             match v {
@@ -180,7 +180,7 @@ impl SessionRow {
 }
 
 /// The newest `limit` sessions of `ip`.
-pub fn sessions_of(
+pub(crate) fn sessions_of(
     conn: &rusqlite::Connection,
     ip: IpAddr,
     limit: u32,
@@ -198,7 +198,7 @@ pub fn sessions_of(
 }
 
 /// One session.
-pub fn session(conn: &rusqlite::Connection, id: i64) -> Result<Option<SessionRow>, DbError> {
+pub(crate) fn session(conn: &rusqlite::Connection, id: i64) -> Result<Option<SessionRow>, DbError> {
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
@@ -211,7 +211,7 @@ pub fn session(conn: &rusqlite::Connection, id: i64) -> Result<Option<SessionRow
 
 /// One interval of a session, with its rates.
 #[derive(Debug, Clone, Copy)]
-pub struct IntervalRow {
+pub(crate) struct IntervalRow {
     /// Interval number (1 = first).
     pub idx: u32,
     /// When it was recorded, Unix ms.
@@ -229,7 +229,7 @@ pub struct IntervalRow {
 /// A session's intervals in order. Rates divide by the time since the previous interval (one
 /// second, except the closing partial one), taken from the recorded times and clamped so a
 /// stall in the writer cannot make a spike.
-pub fn intervals(conn: &rusqlite::Connection, id: i64) -> Result<Vec<IntervalRow>, DbError> {
+pub(crate) fn intervals(conn: &rusqlite::Connection, id: i64) -> Result<Vec<IntervalRow>, DbError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT idx, at_ms, bytes_in, bytes_out FROM session_intervals \

@@ -21,11 +21,11 @@
 //!
 //! Database reads go through the r2d2 pool, never through the writer.
 
-pub mod api;
-pub mod history;
-pub mod page;
-pub mod request;
-pub mod routes;
+pub(crate) mod api;
+pub(crate) mod history;
+pub(crate) mod page;
+pub(crate) mod request;
+pub(crate) mod routes;
 
 use std::fmt;
 use std::io::Write;
@@ -49,30 +49,30 @@ use crate::{log, log_error};
 /// Handler threads: enough for a dashboard and a scraper (a page costs a few small
 /// queries), and more than one address may hold ([`MAX_PER_ADDRESS`]), so a single host
 /// holding all of its places still leaves handlers for everyone else.
-pub const WORKERS: usize = 12;
+pub(crate) const WORKERS: usize = 12;
 
 /// Accepted connections waiting for a handler.
-pub const QUEUE: usize = 32;
+pub(crate) const QUEUE: usize = 32;
 
 /// Time a client has to send its request head, counted from accept (time spent waiting in
 /// the queue counts too).
-pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const HEAD_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Time one connection may take in all, from accept to close: head, response and close-down.
-pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Connections one address (IPv6: one prefix) may have queued or in a handler at once.
-pub const MAX_PER_ADDRESS: usize = 8;
+pub(crate) const MAX_PER_ADDRESS: usize = 8;
 
 /// Shortest admin token accepted.
-pub const MIN_TOKEN_LEN: usize = 16;
+pub(crate) const MIN_TOKEN_LEN: usize = 16;
 
 /// Stack of each HTTP thread; SQLite and the page builders are shallow.
 const STACK: usize = 512 * 1024;
 
 /// Why the HTTP side cannot start.
 #[derive(Debug)]
-pub enum HttpStartError {
+pub(crate) enum HttpStartError {
     /// The admin token file cannot be read.
     TokenUnreadable {
         /// The path given.
@@ -137,7 +137,7 @@ impl std::error::Error for HttpStartError {}
 /// Reads the admin token: whitespace trimmed, not empty, and the file not readable by group or
 /// others. Refusing an exposed file (as ssh does with keys) is safer than a warning nobody
 /// reads: the token grants every user's and address's history.
-pub fn read_token(path: &str) -> Result<Vec<u8>, HttpStartError> {
+pub(crate) fn read_token(path: &str) -> Result<Vec<u8>, HttpStartError> {
     use std::os::unix::fs::PermissionsExt;
     let unreadable = |source| HttpStartError::TokenUnreadable {
         path: path.to_owned(),
@@ -164,7 +164,7 @@ pub fn read_token(path: &str) -> Result<Vec<u8>, HttpStartError> {
 
 /// What the handlers read: the database pool, the configuration of budgets, the live
 /// registry, the writer's channel (for its depth) and the admin token.
-pub struct Context {
+pub(crate) struct Context {
     /// Read pool.
     pub pool: Pool,
     /// Time zone of the periods.
@@ -190,7 +190,7 @@ pub struct Context {
 }
 
 /// The running HTTP side.
-pub struct HttpServer {
+pub(crate) struct HttpServer {
     local: SocketAddr,
     stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
@@ -199,7 +199,7 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `addr` and starts the accept and handler threads.
-    pub fn start(addr: SocketAddr, ctx: Arc<Context>) -> Result<HttpServer, HttpStartError> {
+    pub(crate) fn start(addr: SocketAddr, ctx: Arc<Context>) -> Result<HttpServer, HttpStartError> {
         let listener =
             TcpListener::bind(addr).map_err(|source| HttpStartError::Bind { addr, source })?;
         let local = listener
@@ -236,14 +236,9 @@ impl HttpServer {
         })
     }
 
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
     /// Stops accepting, lets the handlers finish what they hold (bounded by the head deadline
     /// and write timeout) and joins every thread.
-    pub fn shutdown(mut self) {
+    pub(crate) fn shutdown(mut self) {
         self.stop_threads();
     }
 

@@ -11,7 +11,7 @@ use crate::pro::quota::{Dir, Tz};
 use crate::sys::clock::utc_from_unix;
 
 /// Everything the page of one address shows.
-pub struct IpView<'a> {
+pub(crate) struct IpView<'a> {
     /// The address.
     pub ip: IpAddr,
     /// Zone of the periods.
@@ -31,7 +31,7 @@ pub struct IpView<'a> {
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -47,12 +47,12 @@ pub fn escape(s: &str) -> String {
 }
 
 /// `1.23 GB`, 1000-based like the rest of the tool's sizes.
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     human(n as f64, "B")
 }
 
 /// `94.1 Mbit/s`.
-pub fn rate(bps: f64) -> String {
+pub(crate) fn rate(bps: f64) -> String {
     human(bps, "bit/s")
 }
 
@@ -73,17 +73,47 @@ fn time(ms: i64) -> String {
     t.get(..19).map_or(t.clone(), |s| s.replace('T', " "))
 }
 
+/// The page's only style sheet. The content security policy admits it by its hash
+/// ([`style_hash`]), so no other style (an inline attribute, or markup that slipped through)
+/// would apply.
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:60em;\
 color:#222;padding:0 1em}h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}\
 table{border-collapse:collapse;width:100%}th,td{text-align:right;padding:.2em .5em;\
 border-bottom:1px solid #ddd}th:first-child,td:first-child{text-align:left}\
-.bar{background:#eee;height:.6em;width:8em;display:inline-block}\
-.bar span{background:#3a7;height:100%;display:block}.over span{background:#c33}\
+meter{width:8em}\
 svg{background:#fafafa;border:1px solid #ddd}.rx{stroke:#2a6fdb}.tx{stroke:#d9822b}\
 .muted{color:#777}a{color:#2a6fdb}";
 
+/// The CSP source that admits [`STYLE`]: `'sha256-<base64 of its digest>'`.
+pub(crate) fn style_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        use sha2::{Digest, Sha256};
+        format!("'sha256-{}'", base64(&Sha256::digest(STYLE.as_bytes())))
+    })
+}
+
+/// Standard base64 with padding (RFC 4648, section 4).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            let c = ALPHABET[((n >> shift) & 63) as usize];
+            out.push(if i <= chunk.len() { char::from(c) } else { '=' });
+        }
+    }
+    out
+}
+
 /// The page of one address: budgets, recent sessions and the chart of one session.
-pub fn ip_page(v: &IpView<'_>) -> String {
+pub(crate) fn ip_page(v: &IpView<'_>) -> String {
     let ip = escape(&v.ip.to_string());
     let mut h = String::with_capacity(16 * 1024);
     let _ = write!(
@@ -125,9 +155,11 @@ fn usage_table(h: &mut String, v: &IpView<'_>) {
                 (
                     bytes(limit),
                     bytes(limit.saturating_sub(used)),
+                    // A meter draws the bar without a style attribute; past `high` it is shown
+                    // as a warning.
                     format!(
-                        "<span class=\"bar{}\"><span style=\"width:{pct:.0}%\"></span></span>",
-                        if used >= limit { " over" } else { "" }
+                        "<meter min=\"0\" max=\"100\" low=\"80\" high=\"99\" optimum=\"0\" \
+                         value=\"{pct:.0}\"></meter>"
                     ),
                 )
             };
@@ -212,7 +244,7 @@ fn chart_section(h: &mut String, v: &IpView<'_>) {
 
 /// The rates of a session's intervals as an SVG line chart: received (server in) and sent
 /// (server out) bit/s against seconds.
-pub fn chart(ivs: &[IntervalRow]) -> String {
+pub(crate) fn chart(ivs: &[IntervalRow]) -> String {
     let mut s = String::with_capacity(4096);
     let _ = write!(
         s,
@@ -294,6 +326,28 @@ pub fn chart(ivs: &[IntervalRow]) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(raw.as_bytes()), enc);
+        }
+    }
+
+    #[test]
+    fn the_style_hash_names_the_style_sheet() {
+        let h = super::style_hash();
+        assert!(h.starts_with("'sha256-") && h.ends_with("='"), "{h}");
+        assert_eq!(h.len(), "'sha256-'".len() + 44);
+    }
     use super::*;
 
     #[test]

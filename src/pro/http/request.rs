@@ -11,17 +11,17 @@ use std::time::{Duration, Instant};
 
 /// Largest request head (request line and headers) read: a browser's GET with cookies fits in
 /// far less, and a bound here bounds each handler's memory.
-pub const MAX_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
 
 /// Longest request target; longer ones get 414.
-pub const MAX_TARGET: usize = 2 * 1024;
+pub(crate) const MAX_TARGET: usize = 2 * 1024;
 
 /// Most header lines.
 const MAX_HEADERS: usize = 64;
 
 /// Why a request cannot be served, each with its status code.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HttpError {
+pub(crate) enum HttpError {
     /// 400: not HTTP/1.x, or a malformed line, target or encoding.
     BadRequest(&'static str),
     /// 405: anything but GET or HEAD.
@@ -36,7 +36,7 @@ pub enum HttpError {
 
 impl HttpError {
     /// The status code.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             HttpError::BadRequest(_) => 400,
             HttpError::MethodNotAllowed => 405,
@@ -61,7 +61,7 @@ impl fmt::Display for HttpError {
 
 /// A parsed request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+pub(crate) struct Request {
     /// HEAD asks for the headers only.
     pub head_only: bool,
     /// Path segments after the leading `/`, percent-decoded (`/` is `[""]`).
@@ -74,7 +74,7 @@ pub struct Request {
 
 impl Request {
     /// The first value of query parameter `key`.
-    pub fn param(&self, key: &str) -> Option<&str> {
+    pub(crate) fn param(&self, key: &str) -> Option<&str> {
         self.query
             .iter()
             .find(|(k, _)| k == key)
@@ -95,7 +95,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 /// Reads a request head from `stream` until the blank line, within `deadline` and
 /// [`MAX_HEAD`] bytes. A client trickling bytes cannot hold a handler longer than the deadline:
 /// the socket timeout is reset to what is left before every read.
-pub fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HttpError> {
+pub(crate) fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HttpError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -138,7 +138,7 @@ pub fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, H
 }
 
 /// Parses a request head (as returned by [`read_head`]).
-pub fn parse(head: &[u8]) -> Result<Request, HttpError> {
+pub(crate) fn parse(head: &[u8]) -> Result<Request, HttpError> {
     if head.len() > MAX_HEAD + 4 {
         return Err(HttpError::HeadTooLarge);
     }
@@ -252,7 +252,7 @@ fn decode(s: &str, plus_is_space: bool) -> Result<String, HttpError> {
 
 /// A response; always sent with `Connection: close`.
 #[derive(Debug, Clone)]
-pub struct Response {
+pub(crate) struct Response {
     /// Status code.
     pub status: u16,
     /// Content type.
@@ -265,7 +265,7 @@ pub struct Response {
 
 impl Response {
     /// A JSON response.
-    pub fn json(status: u16, body: String) -> Response {
+    pub(crate) fn json(status: u16, body: String) -> Response {
         Response {
             status,
             content_type: "application/json",
@@ -275,7 +275,7 @@ impl Response {
     }
 
     /// A plain text response.
-    pub fn text(status: u16, body: impl Into<String>) -> Response {
+    pub(crate) fn text(status: u16, body: impl Into<String>) -> Response {
         Response {
             status,
             content_type: "text/plain; charset=utf-8",
@@ -285,7 +285,7 @@ impl Response {
     }
 
     /// An HTML page.
-    pub fn html(status: u16, body: String) -> Response {
+    pub(crate) fn html(status: u16, body: String) -> Response {
         Response {
             status,
             content_type: "text/html; charset=utf-8",
@@ -295,7 +295,7 @@ impl Response {
     }
 
     /// Adds a header.
-    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Response {
+    pub(crate) fn with(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.headers.push((name, value.into()));
         self
     }
@@ -303,17 +303,18 @@ impl Response {
     /// The response bytes. The security headers go on every response: the content security
     /// policy forbids the browser any request beyond the page itself, so even a bug that let
     /// markup through could not make it load anything.
-    pub fn to_bytes(&self, head_only: bool) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self, head_only: bool) -> Vec<u8> {
         let mut out = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\
              Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
              Referrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n\
-             Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; \
+             Content-Security-Policy: default-src 'none'; style-src {}; \
              form-action 'none'; frame-ancestors 'none'; base-uri 'none'\r\n",
             self.status,
             reason(self.status),
             self.content_type,
-            self.body.len()
+            self.body.len(),
+            super::page::style_hash()
         );
         for (k, v) in &self.headers {
             out.push_str(k);
@@ -336,7 +337,7 @@ impl Response {
     /// take what is left of it, and the close-down (reading what the client still sends, so
     /// the close does not reset the response away) at most [`CLOSE_DOWN`] more, in total,
     /// however the client trickles.
-    pub fn send(&self, stream: &mut TcpStream, head_only: bool, deadline: Instant) {
+    pub(crate) fn send(&self, stream: &mut TcpStream, head_only: bool, deadline: Instant) {
         let left = |until: Instant| until.saturating_duration_since(Instant::now());
         if left(deadline).is_zero()
             || stream
@@ -367,7 +368,7 @@ impl Response {
 }
 
 /// Longest close-down after a response.
-pub const CLOSE_DOWN: Duration = Duration::from_secs(1);
+pub(crate) const CLOSE_DOWN: Duration = Duration::from_secs(1);
 
 /// The reason phrase of the codes we send.
 fn reason(status: u16) -> &'static str {

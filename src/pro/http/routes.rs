@@ -28,13 +28,13 @@ use crate::pro::quota::{Kind, Subject};
 use crate::report::json::JsonWriter;
 
 /// Sessions listed when `limit` is not given.
-pub const DEFAULT_LIMIT: u32 = 20;
+pub(crate) const DEFAULT_LIMIT: u32 = 20;
 /// Most sessions one request lists.
-pub const MAX_LIMIT: u32 = 200;
+pub(crate) const MAX_LIMIT: u32 = 200;
 
 /// Why a request is refused; each maps to one status.
 #[derive(Debug)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// 400 with a reason.
     BadRequest(&'static str),
     /// 401: an admin endpoint without a token.
@@ -78,7 +78,7 @@ impl ApiError {
 
 /// Who is asking.
 #[derive(Debug, Clone, Copy)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// The HTTP peer's address (IPv4-mapped addresses as IPv4).
     pub ip: IpAddr,
     /// A valid admin token was sent.
@@ -87,7 +87,7 @@ pub struct Caller {
 
 impl Caller {
     /// May this caller see data of `ip`?
-    pub fn may_see(&self, ip: IpAddr) -> bool {
+    pub(crate) fn may_see(&self, ip: IpAddr) -> bool {
         self.admin || self.ip == ip
     }
 }
@@ -164,7 +164,7 @@ fn parse_id(s: &str) -> Result<i64, ApiError> {
 }
 
 /// Answers one request from `ip`.
-pub fn handle(ctx: &Context, ip: IpAddr, req: &Request) -> Response {
+pub(crate) fn handle(ctx: &Context, ip: IpAddr, req: &Request) -> Response {
     let key = crate::server::addrkey::addr_key(ip, ctx.ipv6_prefix);
     if req.authorization.is_some() && ctx.token_failures.addr_blocked(key).is_some() {
         return Response::text(429, "too many wrong tokens; try again later\n")

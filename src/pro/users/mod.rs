@@ -14,8 +14,8 @@ use crate::auth::ecsrp5::Verifier;
 mod report;
 mod settings;
 
-pub use self::report::{sessions, show_ip, show_user, usage};
-pub use self::settings::{Settings, load_settings, save_settings};
+pub(crate) use self::report::{sessions, show_ip, show_user, usage};
+pub(crate) use self::settings::{Settings, save_settings};
 
 /// An administration command that cannot be done. Exit code 1 (2 for usage errors).
 #[derive(Debug)]
@@ -68,7 +68,12 @@ fn secrets(name: &str, password: &str) -> Verifier {
 }
 
 /// `user add`: stores the EC-SRP5 salt and verifier, and the password only with `md5`.
-pub fn add(conn: &Connection, name: &str, password: &str, md5: bool) -> Result<(), AdminError> {
+pub(crate) fn add(
+    conn: &Connection,
+    name: &str,
+    password: &str,
+    md5: bool,
+) -> Result<(), AdminError> {
     check_name(name)?;
     let v = secrets(name, password);
     let md5_secret = md5.then(|| password.as_bytes().to_vec());
@@ -93,7 +98,7 @@ pub fn add(conn: &Connection, name: &str, password: &str, md5: bool) -> Result<(
 }
 
 /// `user del`: removes the user and their budget overrides (history stays).
-pub fn del(conn: &Connection, name: &str) -> Result<(), AdminError> {
+pub(crate) fn del(conn: &Connection, name: &str) -> Result<(), AdminError> {
     let n = conn
         .execute("DELETE FROM users WHERE name = ?1", [name])
         .map_err(sql("deleting a user"))?;
@@ -110,7 +115,7 @@ pub fn del(conn: &Connection, name: &str) -> Result<(), AdminError> {
 
 /// `user passwd`: new salt and verifier; the MD5 secret follows the flags, or is kept in step
 /// if the user had one.
-pub fn passwd(
+pub(crate) fn passwd(
     conn: &Connection,
     name: &str,
     password: &str,
@@ -151,7 +156,7 @@ pub fn passwd(
 }
 
 /// `user list`: one line per user.
-pub fn list(conn: &Connection) -> Result<String, AdminError> {
+pub(crate) fn list(conn: &Connection) -> Result<String, AdminError> {
     let mut stmt = conn
         .prepare(
             "SELECT u.name, u.md5_secret IS NOT NULL, \
@@ -177,16 +182,9 @@ pub fn list(conn: &Connection) -> Result<String, AdminError> {
     Ok(out)
 }
 
-/// Parses `--direction`.
-pub fn parse_dir(s: &str) -> Result<Dir, AdminError> {
-    Dir::parse(s).ok_or_else(|| {
-        AdminError::Usage(format!("--direction must be in, out or total, not '{s}'"))
-    })
-}
-
 /// `set-quota` for a user or an address: the given periods are set (0 = unlimited,
 /// `default` = remove the override); the others stay as they were.
-pub fn set_quota(
+pub(crate) fn set_quota(
     conn: &Connection,
     kind: Kind,
     name: &str,

@@ -52,7 +52,7 @@ fn usage_lines(
 }
 
 /// `user show`.
-pub fn show_user(conn: &Connection, name: &str, now: i64) -> Result<String, AdminError> {
+pub(crate) fn show_user(conn: &Connection, name: &str, now: i64) -> Result<String, AdminError> {
     let row: Option<(bool, i64)> = conn
         .query_row(
             "SELECT md5_secret IS NOT NULL, created FROM users WHERE name = ?1",
@@ -74,7 +74,7 @@ pub fn show_user(conn: &Connection, name: &str, now: i64) -> Result<String, Admi
 }
 
 /// `ip show`.
-pub fn show_ip(conn: &Connection, addr: &str, now: i64) -> Result<String, AdminError> {
+pub(crate) fn show_ip(conn: &Connection, addr: &str, now: i64) -> Result<String, AdminError> {
     let name = subject_name(Kind::Ip, addr)?;
     let mut out = format!("ip: {name}\n");
     show_subject(conn, Kind::Ip, &name, now, &mut out)?;
@@ -127,7 +127,7 @@ fn show_subject(
 }
 
 /// `usage`: one subject, or every subject with usage in the period.
-pub fn usage(
+pub(crate) fn usage(
     conn: &Connection,
     user: Option<&str>,
     ip: Option<&str>,
@@ -186,7 +186,7 @@ pub fn usage(
 }
 
 /// `sessions --last N`, newest first.
-pub fn sessions(conn: &Connection, last: u32) -> Result<String, AdminError> {
+pub(crate) fn sessions(conn: &Connection, last: u32) -> Result<String, AdminError> {
     let mut stmt = conn
         .prepare(
             "SELECT id, start_ms, end_ms, peer, user, proto, direction, auth, connections, \

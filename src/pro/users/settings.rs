@@ -8,7 +8,7 @@ use crate::pro::quota::{Limit, Limits, Period, Tz};
 
 /// What the server stores of its own settings, so reports use the same zone and defaults.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Time zone of the periods.
     pub tz: Tz,
     /// Default user budgets.
@@ -42,7 +42,7 @@ fn decode(s: &str) -> Limits {
 }
 
 /// Stores the serving settings (called by the server at start).
-pub fn save_settings(conn: &Connection, s: &Settings) -> Result<(), DbError> {
+pub(crate) fn save_settings(conn: &Connection, s: &Settings) -> Result<(), DbError> {
     for (k, v) in [
         ("tz", s.tz.name()),
         ("default_user", encode(&s.user)),
@@ -58,7 +58,7 @@ pub fn save_settings(conn: &Connection, s: &Settings) -> Result<(), DbError> {
 }
 
 /// The settings the server last started with (UTC and no defaults if it never ran).
-pub fn load_settings(conn: &Connection) -> Result<Settings, DbError> {
+pub(crate) fn load_settings(conn: &Connection) -> Result<Settings, DbError> {
     let get = |k: &str| -> Result<Option<String>, DbError> {
         conn.query_row("SELECT value FROM settings WHERE key = ?1", [k], |r| {
             r.get(0)

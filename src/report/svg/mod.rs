@@ -36,7 +36,7 @@ use crate::report::text::{bits_per_second, format_rate};
 
 /// The SVG file could not be created; reported at start-up, before the test runs.
 #[derive(Debug)]
-pub struct SvgError {
+pub(crate) struct SvgError {
     path: PathBuf,
     source: io::Error,
 }
@@ -75,8 +75,7 @@ pub(super) struct Sample {
 
 /// Collects intervals and writes the picture at the end.
 #[derive(Debug)]
-pub struct SvgSink {
-    path: PathBuf,
+pub(crate) struct SvgSink {
     file: File,
     sides: Sides,
     samples: Vec<Sample>,
@@ -84,26 +83,20 @@ pub struct SvgSink {
 
 impl SvgSink {
     /// Creates (truncates) `path` now, so an unwritable path is known before the test.
-    pub fn create(path: &Path, sides: Sides) -> Result<SvgSink, SvgError> {
+    pub(crate) fn create(path: &Path, sides: Sides) -> Result<SvgSink, SvgError> {
         let file = File::create(path).map_err(|source| SvgError {
             path: path.to_path_buf(),
             source,
         })?;
         Ok(SvgSink {
-            path: path.to_path_buf(),
             file,
             sides,
             samples: Vec::with_capacity(64),
         })
     }
 
-    /// The file being written.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Records one interval that started `offset` after the start of data.
-    pub fn add(&mut self, iv: &Interval<'_>, offset: Duration) {
+    pub(crate) fn add(&mut self, iv: &Interval<'_>, offset: Duration) {
         let secs = iv.duration.as_secs_f64();
         self.samples.push(Sample {
             t: (offset + iv.duration).as_secs_f64(),
@@ -121,7 +114,7 @@ impl SvgSink {
     }
 
     /// Writes the picture of `rec`, replacing anything in the file.
-    pub fn finish(&mut self, rec: &TestRecord) -> io::Result<()> {
+    pub(crate) fn finish(&mut self, rec: &TestRecord) -> io::Result<()> {
         let svg = render(&self.samples, self.sides, rec);
         self.file.set_len(0)?;
         self.file.rewind()?;

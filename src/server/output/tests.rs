@@ -6,7 +6,8 @@ use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
 
 use super::*;
-use crate::engine::{EndReason, Outcome, StreamSnapshot};
+use crate::engine::state::StreamSnapshot;
+use crate::engine::{EndReason, Outcome};
 use crate::proto::{Command, Direction, Payload, Protocol};
 use crate::server::policy::Unlimited;
 
