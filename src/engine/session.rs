@@ -5,7 +5,7 @@
 //! The driver sleeps on a channel with a deadline, so a stream that ends wakes it at once; no
 //! loop here polls.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,7 +17,7 @@ use super::acked::AckMeter;
 use super::intervals::{Held, Hold, Totals, reorder_window};
 use super::latency::LatencyProbe;
 pub(crate) use super::outcome::{EndReason, Interval, Outcome, StreamEnd};
-use super::state::{StreamSnapshot, TestState};
+use super::state::{EndMode, StreamSnapshot, TestState};
 use super::tcp::{self, ReceivePlan, SendPlan};
 use super::{LINGER, RECV_TIMEOUT, SEND_TIMEOUT, STREAM_STACK_SIZE, spawn_guarded};
 use crate::proto::StatusMessage;
@@ -403,9 +403,11 @@ impl Session {
         // Sampled before the shutdown below resets the connections' state.
         let final_tcp = self.latency.sample();
         self.acked.freeze();
-        if reason == EndReason::Stream(StreamEnd::PeerClosed) {
-            self.state.mark_peer_ended();
-        }
+        self.state.set_end_mode(match reason {
+            EndReason::Stream(StreamEnd::PeerClosed) => EndMode::Collect,
+            EndReason::Policy | EndReason::Stream(StreamEnd::BudgetSpent) => EndMode::Drain,
+            _ => EndMode::Abort,
+        });
         self.stop_threads();
         // Every write is in the counters now; what the peer had not acknowledged when the
         // test stopped (frozen above, or by this sample) is not reported as sent.
@@ -444,63 +446,34 @@ impl Session {
     /// them.
     fn stop_threads(&mut self) {
         self.state.stop();
-        // TCP connections are shut for writing only: the FIN goes after the bytes already
-        // queued, which the kernel goes on delivering. Shutting the read side too would make
-        // the kernel answer any byte still coming from the peer (a status message in flight)
-        // with a reset, and a reset throws away what is queued for the peer. Readers blocked
-        // without data wake within `RECV_TIMEOUT`, or at once when the peer closes.
+        // See `EndMode`: either both ways at once, or for writing only and then read to the
+        // peer's end of file (the readers do; `linger` covers a socket whose reader ended
+        // early). Readers blocked without data wake within `RECV_TIMEOUT`, or when the peer
+        // closes.
+        let how = match self.state.end_mode() {
+            EndMode::Abort => Shutdown::Both,
+            EndMode::Drain | EndMode::Collect => Shutdown::Write,
+        };
         let control = match &self.status_out {
             StatusOut::Direct(s) => Some(s),
             _ => None,
         };
         for socket in self.sockets.iter().chain(control) {
-            let _ = socket.shutdown(Shutdown::Write);
+            let _ = socket.shutdown(how);
         }
         for socket in &self.udp_sockets {
-            shutdown_udp(socket);
+            super::udp::shutdown(socket);
         }
         let deadline = Instant::now() + LINGER;
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
-        for socket in self.sockets.iter().chain(control) {
-            linger(socket, deadline);
+        if how == Shutdown::Write {
+            for socket in self.sockets.iter().chain(control) {
+                tcp::linger(socket, deadline);
+            }
         }
     }
-}
-
-/// Reads and drops what the peer still sends until it closes its side, or `deadline`.
-///
-/// Closing a socket that holds unread bytes makes the kernel reset the connection, and the
-/// reset discards the data still queued for the peer: bytes a server counted (and a budget
-/// charged) as sent would never arrive. A peer closes once our FIN reaches it, so this
-/// normally returns within a round trip; a peer that never closes costs `deadline`.
-fn linger(socket: &TcpStream, deadline: Instant) {
-    let mut sink = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match (&*socket).read(&mut sink) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
-}
-
-/// Shuts a UDP socket down. An unconnected socket answers `ENOTCONN`, but Linux still marks it
-/// shut and wakes its blocked readers and writers, which is all we want.
-fn shutdown_udp(socket: &UdpSocket) {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        crate::sys::sockopt::shutdown(socket.as_raw_fd());
-    }
-    #[cfg(not(unix))]
-    let _ = socket;
 }
 
 fn send_status(out: &mut StatusOut, state: &TestState, msg: &StatusMessage) -> io::Result<()> {

@@ -143,13 +143,32 @@ impl StatusSlot {
     }
 }
 
+/// How a test's TCP connections are wound up once it stops.
+///
+/// A socket shut for reading, or closed with bytes unread, is reset by the kernel, and a reset
+/// throws away everything still queued for the peer. That is the quick end we want when we
+/// end the test ourselves (duration, signal): the peer learns at once, and what is queued
+/// was never reported as sent. It is wrong when queued bytes were charged to a budget, or when
+/// the peer ended the test and its last bytes are still arriving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum EndMode {
+    /// Shut both ways at once (the readers stop at the next wake-up).
+    Abort = 0,
+    /// Shut for writing (the FIN follows what is queued) and read to the peer's end of file,
+    /// dropping the bytes: a policy stop, whose queued bytes were charged and are delivered.
+    Drain = 1,
+    /// As `Drain`, counting the bytes: the peer ended the test, so they were sent within it
+    /// (a client whose server closed the primary collects what is in flight elsewhere).
+    Collect = 2,
+}
+
 /// Everything the threads of one test share.
 #[derive(Debug)]
 pub(crate) struct TestState {
     running: AtomicBool,
-    /// The peer ended the test (closed the primary connection): what it sent before that is
-    /// still arriving on the other connections and belongs to the test.
-    peer_ended: AtomicBool,
+    /// How the TCP readers finish once the test stops (an [`EndMode`] as a byte).
+    end_mode: AtomicU8,
     streams: Mutex<Vec<Arc<StreamCounters>>>,
     /// Total transmit rate of the test in bit/s (0 = unpaced), shared by the senders.
     tx_total_bps: AtomicU64,
@@ -180,7 +199,7 @@ impl TestState {
     pub(crate) fn new(tx_rate_bps: u64) -> Arc<TestState> {
         Arc::new(TestState {
             running: AtomicBool::new(true),
-            peer_ended: AtomicBool::new(false),
+            end_mode: AtomicU8::new(EndMode::Abort as u8),
             streams: Mutex::new(Vec::new()),
             tx_total_bps: AtomicU64::new(tx_rate_bps),
             feedback: tx_rate_bps == 0,
@@ -209,15 +228,18 @@ impl TestState {
         self.running.store(false, Ordering::Relaxed);
     }
 
-    /// Notes that the peer ended the test, before [`TestState::stop`]: receivers then count
-    /// what is still in flight until each connection's end of file.
-    pub(crate) fn mark_peer_ended(&self) {
-        self.peer_ended.store(true, Ordering::Relaxed);
+    /// Sets how the TCP readers finish, before [`TestState::stop`].
+    pub(crate) fn set_end_mode(&self, mode: EndMode) {
+        self.end_mode.store(mode as u8, Ordering::Relaxed);
     }
 
-    /// True when the peer ended the test (see [`TestState::mark_peer_ended`]).
-    pub(crate) fn peer_ended(&self) -> bool {
-        self.peer_ended.load(Ordering::Relaxed)
+    /// How the TCP readers finish once the test has stopped.
+    pub(crate) fn end_mode(&self) -> EndMode {
+        match self.end_mode.load(Ordering::Relaxed) {
+            x if x == EndMode::Collect as u8 => EndMode::Collect,
+            x if x == EndMode::Drain as u8 => EndMode::Drain,
+            _ => EndMode::Abort,
+        }
     }
 
     /// Registers a new stream and returns its counters.

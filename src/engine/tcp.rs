@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::budget::{Allowance, Flow};
 use super::pacing::{Pacer, unit_for_rate};
 use super::session::StreamEnd;
-use super::state::{StreamCounters, TestState};
+use super::state::{EndMode, StreamCounters, TestState};
 use super::{IDLE_LIMIT, LINGER, RECV_TIMEOUT, SEND_TIMEOUT};
 use crate::proto::{Payload, StatusScanner};
 
@@ -258,10 +258,8 @@ pub(crate) struct Reader<'a, L> {
 impl<L: Liveness> Reader<'_, L> {
     /// Reads until the stream ends and says why.
     ///
-    /// Once the test stops, the reader goes on to the peer's end of file (at most [`LINGER`]):
-    /// closing a socket with unread bytes resets the connection, which throws away what is
-    /// still queued for the peer. Those bytes count only when the peer ended the test, since
-    /// then they were sent within it; after a stop of ours they arrived after the end.
+    /// Once the test stops, the [`EndMode`] says whether the reader goes on to the peer's end
+    /// of file (at most [`LINGER`]), and whether the bytes it reads then still count.
     pub(crate) fn run(mut self, mut stream: TcpStream, state: &TestState) -> StreamEnd {
         let mut buf = vec![0u8; self.buffer];
         let mut scanner = self.scan_status.then(StatusScanner::new);
@@ -273,12 +271,15 @@ impl<L: Liveness> Reader<'_, L> {
         loop {
             let counted = match drain_until {
                 None if state.running() => true,
-                None => {
-                    drain_until = Some(Instant::now() + LINGER);
-                    state.peer_ended()
-                }
                 Some(until) if Instant::now() >= until => return StreamEnd::Stopped,
-                Some(_) => state.peer_ended(),
+                Some(_) => state.end_mode() == EndMode::Collect,
+                None => match state.end_mode() {
+                    EndMode::Abort => return StreamEnd::Stopped,
+                    mode => {
+                        drain_until = Some(Instant::now() + LINGER);
+                        mode == EndMode::Collect
+                    }
+                },
             };
             let room = if counted {
                 allowance.grant(buf.len())
@@ -323,6 +324,28 @@ impl<L: Liveness> Reader<'_, L> {
             if let Some(end) = self.liveness.after(event, state) {
                 return end;
             }
+        }
+    }
+}
+
+/// Reads and drops what the peer still sends until it closes its side, or `deadline`.
+///
+/// Closing a socket that holds unread bytes makes the kernel reset the connection, and the
+/// reset discards the data still queued for the peer: bytes a server counted (and a budget
+/// charged) as sent would never arrive. A peer closes once our FIN reaches it, so this
+/// normally returns within a round trip; a peer that never closes costs `deadline`.
+pub(super) fn linger(socket: &TcpStream, deadline: Instant) {
+    let mut sink = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match (&*socket).read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }

@@ -39,4 +39,4 @@ pub(crate) use control::control_reader;
 pub(crate) use receive::{UdpReceivePlan, UdpTotals, receive_loop};
 pub(crate) use route::{Demux, normalize};
 pub(crate) use send::{UdpSendPlan, send_loop};
-pub(crate) use socket::prepare_socket;
+pub(crate) use socket::{prepare_socket, shutdown};

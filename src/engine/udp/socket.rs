@@ -56,3 +56,15 @@ pub(super) fn is_transient_send_error(e: &io::Error) -> bool {
         false
     }
 }
+
+/// Shuts a UDP socket down. An unconnected socket answers `ENOTCONN`, but Linux still marks it
+/// shut and wakes its blocked readers and writers, which is all we want.
+pub(crate) fn shutdown(socket: &UdpSocket) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        crate::sys::sockopt::shutdown(socket.as_raw_fd());
+    }
+    #[cfg(not(unix))]
+    let _ = socket;
+}
