@@ -6,15 +6,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::pro::TempDb;
-use common::web::get_from;
+use common::pro::{ADMIN_TOKEN, TempDb};
+use common::web::{get_from, trickle};
 use common::{TestServer, connect_from};
 
-const TOKEN: &str = "a-long-enough-admin-token";
+const TOKEN: &str = ADMIN_TOKEN;
 
 /// A pro server with HTTP and an admin token, on a fresh database.
 struct Server {
@@ -26,8 +26,7 @@ struct Server {
 impl Server {
     fn start(tag: &str) -> Server {
         let db = TempDb::new(&format!("hh-{tag}"));
-        let token = db.write_token(TOKEN, 0o600);
-        let server = TestServer::start_pro_http(&db, &["--http-admin-token-file", &token]);
+        let server = TestServer::start_pro_admin(&db, &[]);
         Server {
             http: SocketAddr::from((Ipv4Addr::LOCALHOST, server.http)),
             server,
@@ -43,34 +42,6 @@ impl Server {
 
 const NORMAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
-/// Sends a request, then a byte every 100 ms until the server closes; returns how long the
-/// connection lasted.
-fn trickle(src: Ipv4Addr, http: SocketAddr) -> Duration {
-    let mut c = connect_from(src, http).expect("connect");
-    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let start = Instant::now();
-    c.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    while start.elapsed() < Duration::from_secs(20) {
-        match c.read(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-        if c.write_all(b"x").is_err() {
-            break;
-        }
-    }
-    start.elapsed()
-}
-
 /// Four clients (one per handler thread) that keep trickling bytes after their response:
 /// each connection is closed within the close-down limit, and a normal request is answered.
 #[test]
@@ -78,14 +49,14 @@ fn trickling_clients_do_not_hold_the_handlers() {
     let s = Server::start("trickle");
     let tricklers: Vec<_> = (0..4u8)
         .map(|i| {
-            let http = s.http;
-            std::thread::spawn(move || trickle(Ipv4Addr::new(127, 0, 1, 1 + i), http))
+            let port = s.server.http;
+            std::thread::spawn(move || trickle(port, Ipv4Addr::new(127, 0, 1, 1 + i)))
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(s.get(NORMAL, "/metrics", None), 200);
     for t in tricklers {
-        let held = t.join().unwrap();
+        let held = t.join().unwrap().expect("trickler connects");
         // Close-down is at most 1 s after the response; 20 s would mean no limit at all.
         assert!(held < Duration::from_secs(8), "trickler held for {held:?}");
     }

@@ -3,312 +3,127 @@
 //! each against a running `btest-server-pro` (real binaries, loopback). Attackers use other
 //! 127.0.0.x source addresses; each test shows that a normal client from 127.0.0.1 is served
 //! during the attack (a bandwidth test and an HTTP request), and that the server's threads
-//! (/proc/PID/task) and memory (VmRSS) return to their baseline after it.
+//! (/proc/PID/status) and memory (VmRSS) return to their baseline after it.
 //!
 //! Linux only: other systems route only 127.0.0.1 on the loopback interface.
 #![cfg(all(feature = "pro", target_os = "linux"))]
-#![allow(unsafe_code)] // FFI for test tooling (signals, namespaces, sockets bound to a source address)
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const PRO: &str = env!("CARGO_BIN_EXE_btest-server-pro");
-const BTEST: &str = env!("CARGO_BIN_EXE_btest");
-const TOKEN: &str = "a-long-enough-admin-token";
+use common::pro::{ADMIN_TOKEN, TempDb};
+use common::web::{get_from, trickle};
+use common::{TCP_RECEIVE, Target, TestServer, client, connect_from, drain, text};
+
+const TOKEN: &str = ADMIN_TOKEN;
 const USER: &str = "alice";
 const PASS: &str = "correct horse";
-const TCP_RECEIVE: [u8; 16] = [1, 2, 1, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 const NORMAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
-/// Connects to `dst` from the local address `src` (any 127.0.0.0/8 address on Linux).
-fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> std::io::Result<TcpStream> {
-    let SocketAddr::V4(dst) = dst else {
-        return Err(std::io::Error::other("IPv4 only"));
-    };
-    // SAFETY: plain socket calls on a descriptor handed to TcpStream at once.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let stream = TcpStream::from_raw_fd(fd);
-        let sa = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: port.to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(ip.octets()),
-            },
-            sin_zero: [0; 8],
-        };
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let local = sa(src, 0);
-        if libc::bind(fd, (&raw const local).cast(), len) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let remote = sa(*dst.ip(), dst.port());
-        if libc::connect(fd, (&raw const remote).cast(), len) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-        Ok(stream)
-    }
+/// A running `btest-server-pro` (MD5 logins, HTTP with an admin token), warmed up, with its
+/// baseline.
+struct Attacked {
+    target: Target,
+    db: TempDb,
 }
 
-/// Reads until the peer closes; returns what came.
-fn drain(mut s: TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    out
-}
-
-/// Threads of `pid`, counted from /proc/PID/task.
-fn threads(pid: u32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count() as u64)
-}
-
-/// Resident memory of `pid` in KiB (VmRSS of /proc/PID/status).
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A running `btest-server-pro` (MD5 logins, HTTP with an admin token) and its baseline.
-struct Target {
-    child: Child,
-    dir: PathBuf,
-    addr: SocketAddr,
-    http: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-    base_threads: u64,
-    base_rss: u64,
-}
-
-impl Target {
-    fn start(tag: &str) -> Target {
-        let dir = std::env::temp_dir().join(format!("btest-pa-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let token = dir.join("token");
-        std::fs::write(&token, TOKEN).unwrap();
-        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        let db = dir.join("db");
-        let mut add = Command::new(PRO)
-            .arg("--db")
-            .arg(&db)
-            .args(["user", "add", USER, "--md5"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("user add");
-        add.stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{PASS}\n").as_bytes())
-            .unwrap();
-        assert!(add.wait().unwrap().success());
-        let mut child = Command::new(PRO)
-            .arg("--db")
-            .arg(&db)
-            .args(["-P", "0", "--listen", "127.0.0.1", "--auth", "md5", "-v"])
-            .args(["--http", "127.0.0.1:0", "--http-admin-token-file"])
-            .arg(&token)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn btest-server-pro");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let port = rest.rsplit(':').next().unwrap_or_default().to_owned();
-                    let _ = tx.send((false, format!("127.0.0.1:{port}")));
-                }
-                if let Some(rest) = line.split("http: serving on http://").nth(1) {
-                    let _ = tx.send((true, rest.trim_end_matches('/').to_owned()));
-                }
-                sink.lock().unwrap().push(line);
-            }
+impl Attacked {
+    fn start(tag: &str) -> Attacked {
+        let db = TempDb::new(&format!("pa-{tag}"));
+        db.add_user(USER, PASS, &["--md5"]);
+        let server = TestServer::start_pro_admin(&db, &["--auth", "md5", "-v"]);
+        warm_up_http(&server);
+        let http = server.http;
+        // Everything a normal client and the attacks touch, once, before the baseline is
+        // taken (allocator arenas, thread-stack cache, SQLite page caches), as
+        // tests/robust.rs does.
+        let target = Target::warmed_up(server, 30, Duration::from_millis(300), |port| {
+            normal_client(port, http, &[]);
         });
-        let (mut addr, mut http) = (None, None);
-        while addr.is_none() || http.is_none() {
-            let (is_http, a) = rx
-                .recv_timeout(Duration::from_secs(10))
-                .expect("server did not report its addresses");
-            let a: SocketAddr = a.parse().unwrap();
-            if is_http {
-                http = Some(a)
-            } else {
-                addr = Some(a)
-            }
-        }
-        let (addr, http) = (addr.unwrap(), http.unwrap());
-        let mut t = Target {
-            child,
-            dir,
-            addr,
-            http,
-            log,
-            base_threads: 0,
-            base_rss: 0,
-        };
-        t.warm_up();
-        t
-    }
-
-    /// Everything a normal client and the attacks touch, once, before the baseline is taken
-    /// (allocator arenas, thread-stack cache, SQLite page caches), as tests/robust.rs does.
-    fn warm_up(&mut self) {
-        self.normal_client();
-        let burst: Vec<TcpStream> = (0..30)
-            .filter_map(|_| connect_from(NORMAL, self.addr).ok())
-            .collect();
-        let http_burst: Vec<TcpStream> = (0..8)
-            .filter_map(|_| connect_from(NORMAL, self.http).ok())
-            .collect();
-        std::thread::sleep(Duration::from_millis(300));
-        drop(burst);
-        drop(http_burst);
-        for path in ["/metrics", "/api/sessions/live", "/", "/api/health"] {
-            self.get(NORMAL, path, Some(TOKEN));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        self.normal_client();
-        std::thread::sleep(Duration::from_millis(500));
-        let pid = self.child.id();
-        self.base_threads = threads(pid);
-        self.base_rss = rss_kib(pid);
         eprintln!(
             "baseline: {} threads, {} KiB",
-            self.base_threads, self.base_rss
+            target.base.threads, target.base.rss
         );
+        Attacked { target, db }
+    }
+
+    /// The test port.
+    fn addr(&self) -> SocketAddr {
+        self.target.addr
     }
 
     /// A normal client from 127.0.0.1: a one-second test with the right password, and a
     /// page of the HTTP side.
     fn normal_client(&self) {
-        let out = Command::new(BTEST)
-            .args(["-c", "127.0.0.1", "-P", &self.addr.port().to_string()])
-            .args(["-r", "-d", "1", "-b", "20M", "-a", USER, "-p", PASS])
-            .output()
-            .expect("client");
-        assert!(
-            out.status.success(),
-            "normal test failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log.lock().unwrap().join("\n")
-        );
-        assert_eq!(self.get(NORMAL, "/api/health", None), 200);
+        let server = &self.target.server;
+        normal_client(server.port, server.http, &server.log());
     }
 
-    /// One GET from `src`; returns the status (0 if none came).
+    /// One GET from `src`; returns the status.
     fn get(&self, src: Ipv4Addr, path: &str, token: Option<&str>) -> u16 {
-        let Ok(mut s) = connect_from(src, self.http) else {
-            return 0;
-        };
-        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-        let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out.split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0)
+        get_from(self.target.server.http, Some(src), path, token).status
     }
 
-    /// After an attack: threads and memory come back to the baseline.
+    /// After an attack: threads come back to the baseline (not one more) and memory to
+    /// within 10 % and 1 MiB of it.
     fn check_recovered(&self, attack: &str) {
-        let pid = self.child.id();
-        let under_emulation = std::env::var_os("BTEST_UNDER_EMULATION").is_some();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (t, rss) = (threads(pid), rss_kib(pid));
-            let rss_ok = under_emulation || rss as f64 <= self.base_rss as f64 * 1.1 + 1024.0;
-            if t <= self.base_threads && rss_ok {
-                eprintln!("{attack}: back to {t} threads, {rss} KiB");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{attack}: threads {t} (baseline {}), rss {rss} KiB (baseline {}) did not \
-                 return",
-                self.base_threads,
-                self.base_rss
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let pid = self.target.server.pid();
+        self.target.base.wait_within(pid, attack, 1.0, 1024.0);
     }
 }
 
-fn log_has(log: &Arc<Mutex<Vec<String>>>, needle: &str) -> bool {
-    log.lock().unwrap().iter().any(|l| l.contains(needle))
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// The HTTP side's share of the warm-up: a burst of idle connections, then each page once.
+fn warm_up_http(server: &TestServer) {
+    let http = SocketAddr::from((Ipv4Addr::LOCALHOST, server.http));
+    let burst: Vec<TcpStream> = (0..8)
+        .filter_map(|_| connect_from(NORMAL, http).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(burst);
+    for path in ["/metrics", "/api/sessions/live", "/", "/api/health"] {
+        get_from(server.http, Some(NORMAL), path, Some(TOKEN));
     }
 }
 
-/// Sends a request, then a byte every 100 ms until the server closes (at most 20 s).
-fn trickle(src: Ipv4Addr, http: SocketAddr) -> Duration {
-    let start = Instant::now();
-    let Ok(mut c) = connect_from(src, http) else {
-        return start.elapsed();
-    };
-    let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    c.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    while start.elapsed() < Duration::from_secs(20) {
-        match c.read(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-        if c.write_all(b"x").is_err() {
-            break;
-        }
-    }
-    start.elapsed()
+/// A one-second test from 127.0.0.1 with the right password against test port `port`, and
+/// the health page from HTTP port `http`; `log` (the server's, if at hand) for the message.
+fn normal_client(port: u16, http: u16, log: &[String]) {
+    let out = client(
+        port,
+        &["-r", "-d", "1", "-b", "20M", "-a", USER, "-p", PASS],
+    );
+    assert!(
+        out.status.success(),
+        "normal test failed: {}\n{}",
+        text(&out.stderr),
+        log.join("\n")
+    );
+    assert_eq!(
+        get_from(http, Some(NORMAL), "/api/health", None).status,
+        200
+    );
 }
 
 /// Eight addresses trickle bytes after their HTTP response, more than there are handler
 /// places for one address and enough to keep every handler busy without the close-down limit.
 #[test]
 fn http_trickling_leaves_service_and_resources_intact() {
-    let t = Target::start("trickle");
+    let t = Attacked::start("trickle");
     let tricklers: Vec<_> = (0..8u8)
         .flat_map(|i| [i; 2])
         .map(|i| {
-            let http = t.http;
-            std::thread::spawn(move || trickle(Ipv4Addr::new(127, 0, 1, 1 + i), http))
+            let port = t.target.server.http;
+            std::thread::spawn(move || trickle(port, Ipv4Addr::new(127, 0, 1, 1 + i)))
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     t.normal_client();
     for h in tricklers {
-        let held = h.join().unwrap();
+        // A trickler that could not connect held nothing.
+        let held = h.join().unwrap().unwrap_or_default();
         assert!(held < Duration::from_secs(8), "trickler held for {held:?}");
     }
     t.check_recovered("HTTP trickle");
@@ -318,7 +133,7 @@ fn http_trickling_leaves_service_and_resources_intact() {
 /// 429, and others are served.
 #[test]
 fn admin_token_guessing_leaves_service_and_resources_intact() {
-    let t = Target::start("tokens");
+    let t = Attacked::start("tokens");
     let guesser = Ipv4Addr::new(127, 0, 3, 1);
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let guessers: Vec<_> = (0..4)
@@ -354,12 +169,12 @@ fn admin_token_guessing_leaves_service_and_resources_intact() {
 /// also back off the user they name.)
 #[test]
 fn password_guessing_leaves_service_and_resources_intact() {
-    let t = Target::start("passwords");
+    let t = Attacked::start("passwords");
     let guesser = Ipv4Addr::new(127, 0, 4, 1);
     std::thread::scope(|s| {
         let guessers: Vec<_> = (0..4u8)
             .map(|g| {
-                let addr = t.addr;
+                let addr = t.addr();
                 s.spawn(move || {
                     for i in 0..25u8 {
                         let Ok(mut c) = connect_from(guesser, addr) else {
@@ -388,9 +203,9 @@ fn password_guessing_leaves_service_and_resources_intact() {
         }
     });
     assert!(
-        log_has(&t.log, "refusing this address"),
+        t.target.server.count_log("refusing this address") > 0,
         "no back-off logged:\n{}",
-        t.log.lock().unwrap().join("\n")
+        t.target.server.log().join("\n")
     );
     t.normal_client();
     t.check_recovered("password guessing");
@@ -400,12 +215,12 @@ fn password_guessing_leaves_service_and_resources_intact() {
 /// and a normal client is served.
 #[test]
 fn a_refusal_flood_leaves_service_and_resources_intact() {
-    let t = Target::start("refusals");
+    let t = Attacked::start("refusals");
     let flooder = Ipv4Addr::new(127, 0, 5, 1);
     std::thread::scope(|s| {
         let floods: Vec<_> = (0..8u16)
             .map(|f| {
-                let addr = t.addr;
+                let addr = t.addr();
                 s.spawn(move || {
                     for i in 0..50u16 {
                         let Ok(mut c) = connect_from(flooder, addr) else {
@@ -428,13 +243,7 @@ fn a_refusal_flood_leaves_service_and_resources_intact() {
     });
     t.normal_client();
     t.check_recovered("refusal flood");
-    let conn = rusqlite::Connection::open(t.dir.join("db")).unwrap();
-    let rows: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sessions WHERE peer = '127.0.5.1'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let rows =
+        t.db.q("SELECT count(*) FROM sessions WHERE peer = '127.0.5.1'");
     assert!(rows <= 4, "{rows} history rows for one flooding address");
 }

@@ -9,6 +9,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Output, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,15 +18,27 @@ use common::netns::{Netns, sh};
 use common::{TestServer, client_at, client_command, is_root, skip};
 
 /// UDP port ranges handed out to tests, 300 ports apart (a server port, its client port + 256
-/// and a few streams fit), offset by the process id so that two test runs at once are unlikely
-/// to collide.
+/// and a few streams fit). Each test process takes a run of 16 ranges no other test process
+/// on this machine holds ([`common::exclusive_slot`]): several worktrees test at once here, and
+/// a server of another run on the same ports would send its datagrams into this run's tests.
 fn udp_base() -> u16 {
+    const RUNS: u32 = 8;
+    const SLOTS: u16 = 16;
+    static RUN: OnceLock<u16> = OnceLock::new();
     static NEXT: AtomicU16 = AtomicU16::new(0);
+    let run = *RUN.get_or_init(|| {
+        let slot = common::exclusive_slot("udp-ports", RUNS);
+        u16::try_from(slot).unwrap_or(0)
+    });
     let slot = NEXT.fetch_add(1, Ordering::Relaxed);
-    // Four run offsets of 10000 ports and at most 33 slots each keep every port below 60000.
-    let run = (std::process::id() % 4) as u16;
-    20000 + run * 10000 + (slot % 33) * 300
+    // Eight runs of 4800 ports keep every port below 60000.
+    20000 + run * 4800 + (slot % SLOTS) * 300
 }
+
+/// How long a test waits for a server's log line before it fails: only a bound for a failing
+/// test, generous because a loaded machine can take seconds to schedule a process (below the
+/// 15 s silence limit, which one test must not reach).
+const LOG_WAIT: Duration = Duration::from_secs(10);
 
 /// `btest -s -v -P 0 --udp-port-base BASE EXTRA`, as arguments.
 fn server_args(udp_base: u16, extra: &[&str]) -> Vec<String> {
@@ -157,11 +170,7 @@ fn directions(host: &str, server_extra: &[&str]) {
     // The server accounted what the client sent (about 1333 datagrams each time), no loss.
     let start = Instant::now();
     while server.count(|l| l.contains(" lost ")) < 2 {
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            server.log()
-        );
+        assert!(start.elapsed() < LOG_WAIT, "{:?}", server.log());
         std::thread::sleep(Duration::from_millis(20));
     }
     for line in server.log().iter().filter(|l| l.contains(" lost ")) {
@@ -175,7 +184,10 @@ fn directions(host: &str, server_extra: &[&str]) {
             .unwrap()
             .parse()
             .unwrap();
-        assert!((1300..=1370).contains(&received), "{line}");
+        // About 1333 at 8 Mbit/s for 2 s; a sender starved on this shared machine falls
+        // behind and does not catch up, so only as many as `assert_rate` allows (40 % fewer).
+        // What this checks is that the server counted the datagrams and lost none.
+        assert!((800..=1370).contains(&received), "{line}");
     }
 }
 
@@ -202,7 +214,7 @@ fn ipv6_counts_the_bigger_header() {
     let server = start_server(udp_base(), &["--listen", "none", "--listen6", "::1"]);
     let r = ok(&client("::1", server.port, &["-r", "-b", "4M", "-d", "1"]));
     assert_eq!(r.rx_avg.unwrap() % 1500, 0, "1500-byte IPv6 packets: {r:?}");
-    server.wait_for(|l| l.contains("1452-byte payload"), Duration::from_secs(2));
+    server.wait_for(|l| l.contains("1452-byte payload"), LOG_WAIT);
 }
 
 #[test]
@@ -215,7 +227,7 @@ fn packet_size_is_the_ip_packet() {
     ));
     assert_eq!(r.tx_avg.unwrap() % 500, 0);
     assert_eq!(r.rx_avg.unwrap() % 500, 0);
-    server.wait_for(|l| l.contains("472-byte payload"), Duration::from_secs(2));
+    server.wait_for(|l| l.contains("472-byte payload"), LOG_WAIT);
     let bad = client("127.0.0.1", server.port, &["-t", "--udp-size", "20"]);
     assert_eq!(
         bad.status.code(),
@@ -280,10 +292,10 @@ fn multi_stream_uses_every_port() {
         let tag = format!("[   1]  TX  #{n} ");
         assert!(stdout.lines().any(|l| l.starts_with(&tag)), "{stdout}");
     }
-    server.wait_for(|l| l.contains("3 stream(s)"), Duration::from_secs(1));
+    server.wait_for(|l| l.contains("3 stream(s)"), LOG_WAIT);
     server.wait_for(
         |l| l.contains(" lost 0 ") && l.contains("strangers 0"),
-        Duration::from_secs(3),
+        LOG_WAIT,
     );
 }
 
@@ -314,7 +326,7 @@ fn concurrent_sessions_get_different_ports() {
     let port = server.port;
     let a = std::thread::spawn(move || client("127.0.0.1", port, &["-r", "-b", "4M", "-d", "2"]));
     // The second asks after the first has its port.
-    server.wait_for(|l| l.contains("UDP port"), Duration::from_secs(2));
+    server.wait_for(|l| l.contains("UDP port"), LOG_WAIT);
     let b = client("127.0.0.1", port, &["-r", "-b", "4M", "-d", "2"]);
     let a = a.join().unwrap();
     assert!(ok(&a).rx_avg.unwrap() > 0);
@@ -348,7 +360,7 @@ fn port_is_released_after_end_and_after_a_killed_client() {
         server.port,
         &["-r", "-b", "2M", "-d", "1"],
     ));
-    server.wait_for(|l| l.contains("session 1 end"), Duration::from_secs(3));
+    server.wait_for(|l| l.contains("session 1 end"), LOG_WAIT);
     released(base);
 
     // A client killed mid-test: its kernel closes the control connection.
@@ -357,11 +369,11 @@ fn port_is_released_after_end_and_after_a_killed_client() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    server.wait_for(|l| l.contains("session 2 start"), Duration::from_secs(3));
+    server.wait_for(|l| l.contains("session 2 start"), LOG_WAIT);
     std::thread::sleep(Duration::from_millis(1200));
     victim.kill().unwrap();
     victim.wait().unwrap();
-    server.wait_for(|l| l.contains("session 2 end"), Duration::from_secs(3));
+    server.wait_for(|l| l.contains("session 2 end"), LOG_WAIT);
     released(base + 1);
 
     ok(&client(
@@ -369,7 +381,7 @@ fn port_is_released_after_end_and_after_a_killed_client() {
         server.port,
         &["-t", "-b", "2M", "-d", "1"],
     ));
-    server.wait_for(|l| l.contains("session 3 end"), Duration::from_secs(3));
+    server.wait_for(|l| l.contains("session 3 end"), LOG_WAIT);
     released(base + 2);
     // Round robin: each session took the next port, none the one just freed.
     for (i, port) in [base, base + 1, base + 2].into_iter().enumerate() {
@@ -404,14 +416,17 @@ fn silent_control_connection_ends_the_session() {
         remote_tx_speed: 1_000_000,
         local_tx_speed: 0,
     };
+    // The client's data port is bound before the command goes out: the server transmits as
+    // soon as it has sent the OK, and a datagram sent before the port is bound is lost (the
+    // first one seen would then carry sequence 1).
+    let data = UdpSocket::bind(("127.0.0.1", base + 256)).unwrap();
+    data.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     ctl.write_all(&cmd.encode()).unwrap();
     let mut ok_port = [0u8; 6];
     ctl.read_exact(&mut ok_port).unwrap();
     assert_eq!(ok_port[..4], [1, 0, 0, 0]);
     let port = u16::from_be_bytes([ok_port[4], ok_port[5]]);
     assert_eq!(port, base);
-    let data = UdpSocket::bind(("127.0.0.1", port + 256)).unwrap();
-    data.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut buf = [0u8; 2048];
     let (n, _) = data.recv_from(&mut buf).unwrap();
     assert_eq!(n, 1472, "1500-byte IPv4 packet");
@@ -588,7 +603,7 @@ fn loss_is_counted_exactly_through_netem() {
         &["-u", "-t", "-b", "40M", "-d", "3"],
     );
     ok(&out);
-    let line = server.wait_for(|l| l.contains(" lost "), Duration::from_secs(3));
+    let line = server.wait_for(|l| l.contains(" lost "), LOG_WAIT);
     let field = |name: &str| -> u64 {
         line.split(&format!(" {name} "))
             .nth(1)
@@ -628,7 +643,7 @@ fn forged_datagram_does_not_count_as_loss() {
     let server = start_server(base, &[]);
     let port = server.port;
     let c = std::thread::spawn(move || client("127.0.0.1", port, &["-t", "-b", "4M", "-d", "2"]));
-    server.wait_for(|l| l.contains("UDP port"), Duration::from_secs(2));
+    server.wait_for(|l| l.contains("UDP port"), LOG_WAIT);
     std::thread::sleep(Duration::from_millis(300));
     let forger = UdpSocket::bind("127.0.0.1:0").unwrap();
     forger
@@ -638,6 +653,6 @@ fn forged_datagram_does_not_count_as_loss() {
         )
         .unwrap();
     ok(&c.join().unwrap());
-    let line = server.wait_for(|l| l.contains(" lost "), Duration::from_secs(3));
+    let line = server.wait_for(|l| l.contains(" lost "), LOG_WAIT);
     assert!(line.contains(" lost 0 "), "{line}");
 }

@@ -489,6 +489,33 @@ pub fn free_port() -> u16 {
         .unwrap_or(2000)
 }
 
+/// A number in `0..n` that no other running process holding the same `name` has (an
+/// exclusive `flock` on `<temp>/btest-<name>-<i>.lock`, held until this process exits), so
+/// that test processes running at once on this machine can keep to their own resources,
+/// such as UDP port ranges. When all `n` are held, says so and falls back to the process id.
+pub fn exclusive_slot(name: &str, n: u32) -> u32 {
+    use std::os::fd::AsRawFd;
+    for i in 0..n {
+        let path = std::env::temp_dir().join(format!("btest-{name}-{i}.lock"));
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)
+        else {
+            continue;
+        };
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            // The lock lasts as long as the descriptor: keep it open until the process ends.
+            std::mem::forget(file);
+            return i;
+        }
+    }
+    eprintln!("all {n} '{name}' slots are held by other processes: sharing one");
+    std::process::id() % n
+}
+
 /// A child killed and waited for on drop (so its CPU time lands in [`children_cpu`]).
 pub struct Reaped(pub Child);
 
@@ -907,12 +934,19 @@ impl Baseline {
     /// 10 % plus `rss_slack_kib` (memory is not judged under emulation, where the resident
     /// set is qemu's, whose translation cache grows with every new code path).
     pub fn wait_recovered(&self, pid: u32, attack: &str, rss_slack_kib: f64) {
+        self.wait_within(pid, attack, 1.1, rss_slack_kib);
+    }
+
+    /// [`Baseline::wait_recovered`] with threads at most `thread_ratio` times the baseline
+    /// (1.0: not one more than before).
+    pub fn wait_within(&self, pid: u32, attack: &str, thread_ratio: f64, rss_slack_kib: f64) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let (t, rss) = (threads(pid), rss_kib(pid));
-            let threads_ok = t as f64 <= self.threads as f64 * 1.1;
+            let threads_ok = t as f64 <= self.threads as f64 * thread_ratio;
             let rss_ok = under_emulation() || rss as f64 <= self.rss as f64 * 1.1 + rss_slack_kib;
             if threads_ok && rss_ok {
+                eprintln!("{attack}: back to {t} threads, {rss} KiB");
                 return;
             }
             assert!(

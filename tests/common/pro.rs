@@ -9,6 +9,9 @@ use super::{TestServer, text};
 /// Path of the pro server binary under test.
 pub const PRO: &str = env!("CARGO_BIN_EXE_btest-server-pro");
 
+/// The admin token [`TestServer::start_pro_admin`] gives its server.
+pub const ADMIN_TOKEN: &str = "a-long-enough-admin-token";
+
 /// A database file (and its WAL, lock and token files) removed when the test ends.
 pub struct TempDb(pub PathBuf);
 
@@ -63,6 +66,42 @@ impl TempDb {
         let out = self.admin(args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
         text(&out.stdout)
+    }
+
+    /// `user add NAME EXTRA` with the password on standard input, as an operator adds one
+    /// (the positional form leaves it visible in `ps`); must succeed.
+    pub fn add_user(&self, name: &str, password: &str, extra: &[&str]) {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut add = Command::new(PRO)
+            .args(["--db", self.path(), "user", "add", name])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run user add");
+        if let Some(mut stdin) = add.stdin.take() {
+            stdin
+                .write_all(format!("{password}\n").as_bytes())
+                .expect("password to user add");
+        }
+        let out = add.wait_with_output().expect("wait for user add");
+        assert!(
+            out.status.success(),
+            "user add {name}: {}",
+            text(&out.stderr)
+        );
+    }
+
+    /// The first column of every row `sql` returns, as text.
+    pub fn strings(&self, sql: &str) -> Vec<String> {
+        let conn = self.read_only();
+        let mut stmt = conn.prepare(sql).expect(sql);
+        stmt.query_map([], |r| r.get(0))
+            .expect(sql)
+            .collect::<Result<_, _>>()
+            .expect(sql)
     }
 
     /// One number from the database (NULL is 0).
@@ -127,6 +166,15 @@ impl TestServer {
         let mut server = Self::start_pro(db, &args);
         server.http = server.http_port();
         server
+    }
+
+    /// [`TestServer::start_pro_http`] with [`ADMIN_TOKEN`] as its admin token (written to
+    /// the token file beside `db`).
+    pub fn start_pro_admin(db: &TempDb, extra: &[&str]) -> TestServer {
+        let token = db.write_token(ADMIN_TOKEN, 0o600);
+        let mut args = vec!["--http-admin-token-file", &token];
+        args.extend_from_slice(extra);
+        Self::start_pro_http(db, &args)
     }
 
     /// The port of the `http: serving on http://ADDR:PORT/` line.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{connect_from, text};
 
@@ -82,4 +82,31 @@ pub fn get_from(port: u16, from: Option<Ipv4Addr>, path: &str, token: Option<&st
         from,
         format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes(),
     )
+}
+
+/// Connects from `src`, sends a request, then a byte every 100 ms until the server closes (20 s
+/// at most); returns how long the connection lasted. A client that keeps trickling after its
+/// response must not hold a handler past the close-down limit.
+pub fn trickle(port: u16, src: Ipv4Addr) -> std::io::Result<Duration> {
+    let mut c = connect_from(src, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+    let start = Instant::now();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    c.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < Duration::from_secs(20) {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+        if c.write_all(b"x").is_err() {
+            break;
+        }
+    }
+    Ok(start.elapsed())
 }
