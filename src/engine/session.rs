@@ -403,11 +403,9 @@ impl Session {
         // Sampled before the shutdown below resets the connections' state.
         let final_tcp = self.latency.sample();
         self.acked.freeze();
-        self.state.set_end_mode(match reason {
-            EndReason::Stream(StreamEnd::PeerClosed) => EndMode::Collect,
-            EndReason::Policy | EndReason::Stream(StreamEnd::BudgetSpent) => EndMode::Drain,
-            _ => EndMode::Abort,
-        });
+        if reason == EndReason::Stream(StreamEnd::PeerClosed) {
+            self.state.set_end_mode(EndMode::Collect);
+        }
         self.stop_threads();
         // Every write is in the counters now; what the peer had not acknowledged when the
         // test stopped (frozen above, or by this sample) is not reported as sent.
@@ -446,20 +444,20 @@ impl Session {
     /// them.
     fn stop_threads(&mut self) {
         self.state.stop();
-        // See `EndMode`: either both ways at once, or for writing only and then read to the
-        // peer's end of file (the readers do; `linger` covers a socket whose reader ended
-        // early). Readers blocked without data wake within `RECV_TIMEOUT`, or when the peer
-        // closes.
-        let how = match self.state.end_mode() {
-            EndMode::Abort => Shutdown::Both,
-            EndMode::Drain | EndMode::Collect => Shutdown::Write,
-        };
+        // See `EndMode`. Either way every blocked thread wakes: writers at once, readers at
+        // once (both ways) or when the peer closes, within `RECV_TIMEOUT` at the latest.
+        let collect = self.state.end_mode() == EndMode::Collect;
         let control = match &self.status_out {
             StatusOut::Direct(s) => Some(s),
             _ => None,
         };
         for socket in self.sockets.iter().chain(control) {
-            let _ = socket.shutdown(how);
+            tcp::abort_on_close(socket);
+            let _ = socket.shutdown(if collect {
+                Shutdown::Write
+            } else {
+                Shutdown::Both
+            });
         }
         for socket in &self.udp_sockets {
             super::udp::shutdown(socket);
@@ -468,7 +466,7 @@ impl Session {
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
-        if how == Shutdown::Write {
+        if collect {
             for socket in self.sockets.iter().chain(control) {
                 tcp::linger(socket, deadline);
             }

@@ -144,23 +144,21 @@ impl StatusSlot {
 }
 
 /// How a test's TCP connections are wound up once it stops.
-///
-/// A socket shut for reading, or closed with bytes unread, is reset by the kernel, and a reset
-/// throws away everything still queued for the peer. That is the quick end we want when we
-/// end the test ourselves (duration, signal): the peer learns at once, and what is queued
-/// was never reported as sent. It is wrong when queued bytes were charged to a budget, or when
-/// the peer ended the test and its last bytes are still arriving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum EndMode {
-    /// Shut both ways at once (the readers stop at the next wake-up).
+    /// We ended the test (duration, signal, a policy or budget stop, a stalled or failed
+    /// stream): the connections are reset, which tells the peer at once and discards what is
+    /// still queued for it. Only acknowledged bytes were reported (and charged) as sent, so
+    /// nothing that counted is lost, and nothing uncounted reaches the peer after the end.
     Abort = 0,
-    /// Shut for writing (the FIN follows what is queued) and read to the peer's end of file,
-    /// dropping the bytes: a policy stop, whose queued bytes were charged and are delivered.
-    Drain = 1,
-    /// As `Drain`, counting the bytes: the peer ended the test, so they were sent within it
-    /// (a client whose server closed the primary collects what is in flight elsewhere).
-    Collect = 2,
+    /// The peer ended the test: what it sent before its end is still arriving on the other
+    /// connections. We shut for writing and read each connection to its end (or [`LINGER`]),
+    /// counting those bytes, before the reset; what we still had queued is discarded as in
+    /// `Abort`.
+    ///
+    /// [`LINGER`]: super::LINGER
+    Collect = 1,
 }
 
 /// Everything the threads of one test share.
@@ -237,7 +235,6 @@ impl TestState {
     pub(crate) fn end_mode(&self) -> EndMode {
         match self.end_mode.load(Ordering::Relaxed) {
             x if x == EndMode::Collect as u8 => EndMode::Collect,
-            x if x == EndMode::Drain as u8 => EndMode::Drain,
             _ => EndMode::Abort,
         }
     }

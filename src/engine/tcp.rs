@@ -259,7 +259,7 @@ impl<L: Liveness> Reader<'_, L> {
     /// Reads until the stream ends and says why.
     ///
     /// Once the test stops, the [`EndMode`] says whether the reader goes on to the peer's end
-    /// of file (at most [`LINGER`]), and whether the bytes it reads then still count.
+    /// of file (at most [`LINGER`]), counting what still arrives.
     pub(crate) fn run(mut self, mut stream: TcpStream, state: &TestState) -> StreamEnd {
         let mut buf = vec![0u8; self.buffer];
         let mut scanner = self.scan_status.then(StatusScanner::new);
@@ -269,30 +269,22 @@ impl<L: Liveness> Reader<'_, L> {
         };
         let mut drain_until: Option<Instant> = None;
         loop {
-            let counted = match drain_until {
-                None if state.running() => true,
-                Some(until) if Instant::now() >= until => return StreamEnd::Stopped,
-                Some(_) => state.end_mode() == EndMode::Collect,
+            match drain_until {
+                None if state.running() => {}
                 None => match state.end_mode() {
                     EndMode::Abort => return StreamEnd::Stopped,
-                    mode => {
-                        drain_until = Some(Instant::now() + LINGER);
-                        mode == EndMode::Collect
-                    }
+                    EndMode::Collect => drain_until = Some(Instant::now() + LINGER),
                 },
-            };
-            let room = if counted {
-                allowance.grant(buf.len())
-            } else {
-                buf.len()
-            };
+                Some(until) if Instant::now() >= until => return StreamEnd::Stopped,
+                Some(_) => {}
+            }
+            let room = allowance.grant(buf.len());
             if room == 0 {
                 return StreamEnd::BudgetSpent;
             }
             let event = match stream.read(buf.get_mut(..room).unwrap_or_default()) {
                 Ok(0) if drain_until.is_some() || !state.running() => return StreamEnd::Stopped,
                 Ok(0) => return StreamEnd::PeerClosed,
-                Ok(_) if !counted => continue,
                 Ok(n) => {
                     allowance.spend(n);
                     if let Some(counters) = self.counters {
@@ -326,6 +318,18 @@ impl<L: Liveness> Reader<'_, L> {
             }
         }
     }
+}
+
+/// Makes the socket's last close a reset (see [`EndMode::Abort`]); a socket that refuses is
+/// closed normally.
+pub(super) fn abort_on_close(socket: &TcpStream) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let _ = crate::sys::sockopt::abort_on_close(socket.as_raw_fd());
+    }
+    #[cfg(not(unix))]
+    let _ = socket;
 }
 
 /// Reads and drops what the peer still sends until it closes its side, or `deadline`.

@@ -439,12 +439,11 @@ impl Ticket for ProTicket {
         let o = summary.outcome;
         // Whatever the intervals did not report (UDP sessions, which get no interval calls,
         // or a last partial interval) is charged now, so usage always equals the session row.
-        // Bytes still unacknowledged at the stop are charged too: the reported rate leaves
-        // them out (they had not crossed the link within the test), but the server shuts its
-        // sockets down gracefully, so the kernel goes on delivering them after the stop. Not
-        // charging them would hand them back to the budget for another test to draw again.
+        // Bytes still unacknowledged at the stop are not charged: the session resets its
+        // connections when it ends (engine `EndMode`), which discards them, so they never
+        // cross the link and the budget hands them back.
         let rest_in = o.rx_bytes.saturating_sub(self.seen.0);
-        let rest_out = (o.tx_bytes + o.unacknowledged).saturating_sub(self.seen.1);
+        let rest_out = o.tx_bytes.saturating_sub(self.seen.1);
         self.charge(rest_in, rest_out);
         self.budget.settle(self.seen.0, self.seen.1);
         let secs = o.elapsed.as_secs_f64().max(1e-3);

@@ -51,6 +51,29 @@ pub(crate) fn shutdown(fd: RawFd) {
     }
 }
 
+/// Makes the last close of a TCP socket abortive (`SO_LINGER` on, zero seconds): the kernel
+/// sends a reset and discards what is still queued instead of delivering it after a FIN.
+pub(crate) fn abort_on_close(fd: RawFd) -> io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` is a valid, initialised struct of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::from_ref(&linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Bytes written to a TCP socket that the peer has not acknowledged yet (unsent plus in
 /// flight): `SIOCOUTQ` on Linux, `FIONWRITE` on FreeBSD, `SO_NWRITE` on macOS (the send
 /// buffer, where TCP keeps data until it is acknowledged); `None` elsewhere or on error.
