@@ -481,7 +481,12 @@ fn pages_render_in_headless_chromium_with_the_svg_chart() {
         let page = get(s.http, path, None);
         assert_eq!(page.status, 200);
         assert!(page.headers["content-type"].starts_with("text/html"));
-        assert!(page.headers["content-security-policy"].contains("default-src 'none'"));
+        let csp = &page.headers["content-security-policy"];
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        // The one style sheet is admitted by its hash; no inline style is allowed.
+        assert!(csp.contains("style-src 'sha256-"), "{csp}");
+        assert!(!csp.contains("inline"), "{csp}");
+        assert!(!page.body.contains("style=\""), "{path}: a style attribute");
         for needle in [
             "<svg id=\"chart\"",
             "<polyline class=\"tx\"",
