@@ -262,19 +262,10 @@ mod tests {
     use super::*;
     use crate::handshake::client::{self, Credentials};
     use crate::handshake::pipe;
-    use crate::proto::{Command, Direction, Payload, Protocol};
+    use crate::proto::{Command, Direction, Protocol};
 
     fn command() -> Command {
-        Command {
-            protocol: Protocol::Tcp,
-            direction: Direction::ServerTx,
-            payload: Payload::Zeros,
-            tcp_conn_count: 0,
-            tx_size: 32768,
-            client_buf_size: 0,
-            remote_tx_speed: 0,
-            local_tx_speed: 0,
-        }
+        Command::sample(Direction::ServerTx, Protocol::Tcp)
     }
 
     fn run_pair(

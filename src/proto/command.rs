@@ -351,6 +351,24 @@ impl Reply {
 }
 
 #[cfg(test)]
+impl Command {
+    /// A TCP-shaped command for unit tests elsewhere in the crate: no connections asked,
+    /// 32 KiB writes, no rates.
+    pub(crate) fn sample(direction: Direction, protocol: Protocol) -> Command {
+        Command {
+            protocol,
+            direction,
+            payload: Payload::Zeros,
+            tcp_conn_count: 0,
+            tx_size: 32768,
+            client_buf_size: 0,
+            remote_tx_speed: 0,
+            local_tx_speed: 0,
+        }
+    }
+}
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;

@@ -191,7 +191,7 @@ fn draw_legend(out: &mut String, s: &Series<'_>, right: f64, y: f64) -> f64 {
 /// Appends `s` as XML character data (also safe inside attribute values); control characters
 /// are dropped, as XML 1.0 cannot carry them.
 #[inline(never)]
-pub(super) fn push_escaped(out: &mut String, s: &str) {
+pub(crate) fn push_escaped(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),

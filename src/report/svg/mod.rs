@@ -18,6 +18,8 @@
 //! `panels` decides what each panel shows; `draw` writes the SVG elements.
 
 mod draw;
+
+pub(crate) use draw::push_escaped;
 mod panels;
 
 use std::fmt::{self, Write as _};
@@ -26,9 +28,7 @@ use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use self::draw::{
-    GAP, HEADLINE, LEFT, PANEL_H, SUBTITLE, TOP, WIDTH, draw_panel, push_escaped, text,
-};
+use self::draw::{GAP, HEADLINE, LEFT, PANEL_H, SUBTITLE, TOP, WIDTH, draw_panel, text};
 use self::panels::{cpu_panel, middle_panel, throughput_panel};
 use crate::engine::Interval;
 use crate::report::record::{Sides, TestRecord};

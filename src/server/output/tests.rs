@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::*;
 use crate::engine::state::StreamSnapshot;
 use crate::engine::{EndReason, Outcome};
-use crate::proto::{Command, Direction, Payload, Protocol};
+use crate::proto::{Command, Direction, Protocol};
 use crate::server::policy::Unlimited;
 
 /// A sink that hands every written line to the test, or blocks until the test lets it go.
@@ -48,16 +48,7 @@ fn capture(opts: Options, gate: Option<Receiver<()>>) -> (Arc<ServerOutput>, Rec
 
 /// A test command; the recorder's tests use it too.
 pub(in crate::server) fn cmd(direction: Direction, protocol: Protocol) -> Command {
-    Command {
-        protocol,
-        direction,
-        payload: Payload::Zeros,
-        tcp_conn_count: 0,
-        tx_size: 32768,
-        client_buf_size: 0,
-        remote_tx_speed: 0,
-        local_tx_speed: 0,
-    }
+    Command::sample(direction, protocol)
 }
 
 fn ticket(out: &Arc<ServerOutput>, c: &Command, id: usize) -> Box<dyn Ticket> {
