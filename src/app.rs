@@ -19,17 +19,17 @@ use crate::server::{Server, ServerConfig};
 use crate::{log_error, sys};
 
 /// Exit code: the test ran as asked.
-pub const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_OK: u8 = 0;
 /// Exit code: the test failed or the peer ended it.
-pub const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_FAILED: u8 = 1;
 /// Exit code: the command line is wrong.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 /// Exit code: the server rejected our credentials.
-pub const EXIT_AUTH: u8 = 3;
+pub(crate) const EXIT_AUTH: u8 = 3;
 
 /// Why a run stopped without an exit code of its own; the error is printed on stderr.
 #[derive(Debug)]
-pub enum RunError {
+pub(crate) enum RunError {
     /// The command line cannot run: exit 2.
     Usage(UsageError),
     /// Something failed once running (a socket, the database, a thread): exit 1.
@@ -38,12 +38,12 @@ pub enum RunError {
 
 impl RunError {
     /// A failure (exit 1) with this explanation.
-    pub fn failed(e: impl Into<Box<dyn std::error::Error>>) -> RunError {
+    pub(crate) fn failed(e: impl Into<Box<dyn std::error::Error>>) -> RunError {
         RunError::Failed(e.into())
     }
 
     /// The exit code of this stop.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             RunError::Usage(_) => EXIT_USAGE,
             RunError::Failed(_) => EXIT_FAILED,
@@ -67,7 +67,7 @@ impl From<UsageError> for RunError {
 }
 
 /// A parsed command line of one of the binaries, as [`run_program`] drives it.
-pub trait Program: argh::TopLevelCommand {
+pub(crate) trait Program: argh::TopLevelCommand {
     /// The version line, when the command line asks for it (nothing else runs then).
     fn version(&self) -> Option<String>;
     /// The log level `-q` and `-v` ask for.
@@ -78,7 +78,7 @@ pub trait Program: argh::TopLevelCommand {
 
 /// Parses `rest` (the words after the program name) as `P` and runs it; every outcome becomes
 /// an exit code here, the same way for both binaries.
-pub fn run_program<P: Program>(name: &str, rest: &[&str]) -> u8 {
+pub(crate) fn run_program<P: Program>(name: &str, rest: &[&str]) -> u8 {
     let parsed: P = match parse_args(name, rest) {
         Ok(p) => p,
         Err(code) => return code,
@@ -101,7 +101,7 @@ pub fn run_program<P: Program>(name: &str, rest: &[&str]) -> u8 {
 const OUTPUT_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Version line: crate version and enabled features.
-pub fn version_line() -> String {
+pub(crate) fn version_line() -> String {
     let features: &[&str] = &[
         #[cfg(feature = "pro")]
         "pro",
@@ -164,7 +164,7 @@ fn expand_verbose(args: &[String]) -> Vec<&str> {
 
 /// Parses `rest` (the arguments after the program name) into `T`. `--help` prints and gives
 /// `Err(EXIT_OK)`; a parse error is explained on stderr and gives `Err(EXIT_USAGE)`.
-pub fn parse_args<T: argh::TopLevelCommand>(name: &str, rest: &[&str]) -> Result<T, u8> {
+pub(crate) fn parse_args<T: argh::TopLevelCommand>(name: &str, rest: &[&str]) -> Result<T, u8> {
     T::from_args(&[name], rest).map_err(|early| {
         if early.status.is_ok() {
             print!("{}", early.output);

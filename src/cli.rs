@@ -170,7 +170,7 @@ pub(crate) struct Args {
 
 /// A command line that cannot run, in either binary. Always exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageError(pub String);
+pub(crate) struct UsageError(pub String);
 
 impl From<String> for UsageError {
     fn from(msg: String) -> UsageError {

@@ -71,8 +71,8 @@ impl ClientError {
     /// Process exit code for this error (see docs/btest.1, EXIT STATUS).
     pub(crate) fn exit_code(&self) -> i32 {
         match self {
-            ClientError::Handshake(e) if e.is_auth_failure() => 3,
-            _ => 1,
+            ClientError::Handshake(e) if e.is_auth_failure() => i32::from(crate::app::EXIT_AUTH),
+            _ => i32::from(crate::app::EXIT_FAILED),
         }
     }
 }

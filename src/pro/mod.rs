@@ -44,7 +44,7 @@ use self::users::{AdminError, Settings};
 use self::writer::Writer;
 
 /// How long budgets read from the database are trusted before being read again.
-pub const BUDGET_TTL: Duration = Duration::from_secs(5);
+pub(crate) const BUDGET_TTL: Duration = Duration::from_secs(5);
 
 /// How long a stopping server waits for its last interval lines to reach stdout.
 const OUTPUT_FLUSH_LIMIT: Duration = Duration::from_secs(1);

@@ -19,7 +19,7 @@ pub(crate) use self::settings::{Settings, save_settings};
 
 /// An administration command that cannot be done. Exit code 1 (2 for usage errors).
 #[derive(Debug)]
-pub enum AdminError {
+pub(crate) enum AdminError {
     /// The command line is wrong.
     Usage(String),
     /// No such user.
