@@ -13,10 +13,20 @@ use common::web::get;
 use common::{TestServer, text};
 use serde_json::Value;
 
+/// `/metrics` once the server has closed every session: the client's exit and the server's
+/// end of the same test are a few milliseconds apart, and a session's bytes are counted when
+/// its interval or its end is.
 fn metrics(http: u16) -> String {
-    let r = get(http, "/metrics", None);
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = get(http, "/metrics", None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let idle = r.body.lines().any(|l| l == "btest_sessions_running 0");
+        if idle || std::time::Instant::now() >= deadline {
+            return r.body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Every `expr` in the dashboard, and the template variable queries.
