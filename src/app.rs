@@ -1,6 +1,6 @@
 //! The program behind `main`: from arguments to an exit code. Kept in the library so the pro
-//! binary and tests share it: [`run_program`] parses, prints `--version`, sets the log level,
-//! runs, and turns a [`RunError`] into its exit code for both binaries.
+//! binary and tests share it: `run_program` parses, prints `--version`, sets the log level,
+//! runs, and turns a `RunError` into its exit code for both binaries.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -7,10 +7,10 @@
 //! * [`auth`]: MD5 challenge-response and EC-SRP5, as pure message math plus handshakes over
 //!   any `Read + Write`.
 //! * [`handshake`]: the hello / command / auth / OK exchange of both roles over `Read + Write`.
-//! * [`engine`]: the data plane shared by client and server: per-stream threads, pacing,
+//! * `engine`: the data plane shared by client and server: per-stream threads, pacing,
 //!   status exchange and interval accounting.
-//! * [`server`] and [`client`]: sockets, threads and policy.
-//! * [`report`]: what leaves the program: interval lines, summaries, CSV, JSON, syslog.
+//! * `server` and `client`: sockets, threads and policy.
+//! * `report`: what leaves the program: interval lines, summaries, CSV, JSON, syslog.
 //! * [`sys`]: the few operating-system facilities we need, over `libc`.
 //! * `pro` (feature `pro`): the user database, byte budgets and session history of
 //!   `btest-server-pro`.

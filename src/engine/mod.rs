@@ -42,7 +42,8 @@ pub(crate) const IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long a stopped test goes on reading its TCP connections until the peer closes them: a
 /// socket closed with unread bytes is reset, and a reset throws away what is still queued for
-/// the peer. A peer closes once our FIN reaches it, so this is normally one round trip.
+/// the peer. A peer closes once our FIN reaches it, so this is normally one round trip; a
+/// reader already blocked when it runs out ends at its next receive timeout ([`RECV_TIMEOUT`]).
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
 /// Spawns a named thread with a small stack. A panic inside is caught at the thread boundary

@@ -35,7 +35,7 @@ pub struct Limits {
     /// Concurrent tests from one address.
     pub max_conn_per_ip: usize,
     /// IPv6 peers within this prefix share slots and budget (see
-    /// [`crate::server::addrkey`]).
+    /// `crate::server::addrkey`).
     pub ipv6_prefix: u8,
 }
 

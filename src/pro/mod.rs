@@ -5,9 +5,9 @@
 //! * [`writer`]: the one writer thread; everything else only sends on its channel.
 //! * [`quota`]: periods in a fixed-offset zone, budgets with a TTL cache, live counters.
 //! * [`admission`]: the [`Admission`](crate::server::policy::Admission) the core consults.
-//! * [`authn`]: users from the database as an
-//!   [`Authenticator`](crate::handshake::server::Authenticator).
-//! * [`users`]: the administration commands; [`cli`]: the flags.
+//! * `authn`: users from the database as an
+//!   [`Authenticator`].
+//! * `users`: the administration commands; `cli`: the flags.
 
 pub mod admission;
 pub(crate) mod authn;

@@ -7,7 +7,7 @@
 //!
 //! A write that fails (disk full, I/O error) loses nothing: each write runs in its own
 //! savepoint, the ones that failed are held in memory and tried again every second, and while
-//! any are held [`WriteHealth`] says so and the server takes no new tests.
+//! any are held `WriteHealth` says so and the server takes no new tests.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -55,7 +55,7 @@ impl StatusMessage {
         b
     }
 
-    /// Decodes 12 bytes if they match the status pattern (see [`looks_like_status`]). `None` is
+    /// Decodes 12 bytes if they match the status pattern (see `looks_like_status`). `None` is
     /// no error: most 12-byte runs in a TCP stream are data, and [`StatusScanner`] tries each.
     ///
     /// [`StatusScanner`]: super::StatusScanner

@@ -102,7 +102,7 @@ pub trait Ticket: Send {
     fn started(&mut self, _id: usize) {}
 
     /// The byte budget the test's streams draw from before they move data (see
-    /// [`crate::engine::budget`]); `None` (the default) leaves them unlimited at no cost.
+    /// `crate::engine::budget`); `None` (the default) leaves them unlimited at no cost.
     fn budget(&self) -> Option<Arc<dyn Budget>> {
         None
     }

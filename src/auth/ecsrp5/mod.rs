@@ -1,6 +1,6 @@
 //! EC-SRP5 (RouterOS 6.43 and later): the elliptic-curve SRP exchange of docs/protocol.md 4.3.
 //!
-//! Layers: [`field`] does arithmetic mod p, [`curve`] point arithmetic on top of it, [`srp`]
+//! Layers: `field` does arithmetic mod p, `curve` point arithmetic on top of it, [`srp`]
 //! turns both into message payloads with no I/O (so every parser can be fuzzed and every
 //! vector replayed), and this module frames the four messages (`[len:1][payload]`, no
 //! handler byte) over any `Read + Write`.
